@@ -1,0 +1,102 @@
+"""Class Activation Maps (Zhou et al., CVPR 2016): heat-maps, boxes and blending."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .detections import Detections
+
+
+def cam_batch(maps: np.ndarray, kernel: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """CAMs of ``classes (N,)`` from ``maps (N, h, w, C)`` and dense ``kernel (C, K)``.
+
+    One matrix product for the whole batch; ReLU, then each map is scaled to [0, 1]
+    by its maximum (an all-zero map stays zero).
+    """
+    n, h, w, c = maps.shape
+    scores = maps.reshape(n, h * w, c) @ kernel  # (N, hw, K)
+    cams = scores[np.arange(n), :, np.asarray(classes)].reshape(n, h, w)
+    np.maximum(cams, 0, out=cams)
+    peak = cams.reshape(n, -1).max(axis=1)
+    cams /= np.where(peak > 0, peak, 1.0)[:, None, None]
+    return cams.astype(np.float32, copy=False)
+
+
+def upsample(cam: np.ndarray, width: int, height: int, cubic: bool = False) -> np.ndarray:
+    """Resize a low-resolution CAM to the frame size."""
+    interp = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR
+    out = cv2.resize(cam, (width, height), interpolation=interp)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def boxes_from_cam(
+    cam: np.ndarray, threshold: float = 0.2, min_area: float = 0.0, score_scale: float = 1.0
+) -> Detections:
+    """The paper's rule: keep pixels above ``threshold * max``; one box per connected component.
+
+    ``cam`` is at the resolution boxes are wanted in; ``min_area`` is a fraction of the
+    image area below which components are dropped. A box's score is the component's peak
+    CAM value times ``score_scale`` (usually the person probability).
+    """
+    peak = float(cam.max()) if cam.size else 0.0
+    if peak <= 0:
+        return Detections.empty()
+    mask = (cam >= threshold * peak).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return Detections.empty()
+    area_min = min_area * cam.shape[0] * cam.shape[1]
+    keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(area_min, 1)]
+    if not keep:
+        return Detections.empty()
+    # Peak per component in one pass over the labels instead of one mask per component.
+    peaks = np.zeros(count, np.float32)
+    np.maximum.at(peaks, labels.ravel(), cam.ravel())
+    x, y, w, h = (stats[keep, k] for k in (0, 1, 2, 3))
+    xyxy = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
+    scores = (peaks[keep] / peak * score_scale).astype(np.float32)
+    order = np.argsort(-scores)
+    return Detections(xyxy[order], scores[order])
+
+
+def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
+    """Scale box coordinates, e.g. from CAM resolution to frame resolution."""
+    if not len(det):
+        return det
+    return Detections(det.xyxy * np.array([sx, sy, sx, sy], np.float32), det.scores)
+
+
+def blend(frame: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> None:
+    """Blend a JET heat-map of ``cam`` (frame-sized, [0, 1]) onto an RGB ``frame`` in place."""
+    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    cv2.cvtColor(heat, cv2.COLOR_BGR2RGB, dst=heat)
+    cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0, dst=frame)
+
+
+def draw(frame: np.ndarray, det: Detections, prob: float | None = None) -> None:
+    """Draw boxes (and the frame-level person probability) on an RGB frame in place."""
+    thick = max(1, round(min(frame.shape[:2]) / 240))
+    for (x1, y1, x2, y2), s in zip(det.xyxy.astype(int), det.scores):
+        cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), thick)
+        cv2.putText(frame, f"person {s:.2f}", (x1 + 2, max(y1 - 4, 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
+    if prob is not None:
+        cv2.putText(frame, f"p(person)={prob:.2f}", (8, 20 * thick),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick)
+
+
+def localize(
+    maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
+    width: int, height: int, threshold: float = 0.2, min_area: float = 0.0,
+) -> list[Detections]:
+    """Person boxes in ``width x height`` pixels for a batch, from the person-class CAM.
+
+    Used by evaluation: the CAM of the person class is taken regardless of the
+    prediction, and boxes are scored by the person probability.
+    """
+    cams = cam_batch(maps, kernel, np.full(len(maps), person_index))
+    return [
+        boxes_from_cam(upsample(c, width, height), threshold, min_area, float(p[person_index]))
+        for c, p in zip(cams, probs)
+    ]

@@ -1,0 +1,323 @@
+"""Frame sources: video files, network streams and webcams (PyAV/FFmpeg), image folders and a
+synthetic source. Each yields RGB uint8 frames with a timestamp in seconds."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import av
+import cv2
+import numpy as np
+
+from .config import SourceConfig
+from .errors import SourceError
+
+log = logging.getLogger("gapstream.capture")
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp", "http", "https")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv"}
+
+
+@dataclass
+class SourceInfo:
+    """What the pipeline needs to know about a source before frames flow."""
+
+    uri: str
+    kind: str  # file | stream | webcam | images | synthetic
+    live: bool
+    width: int
+    height: int
+    fps: float
+    frames: int | None = None  # expected frame count when known
+
+
+def classify(uri: str) -> str:
+    """The kind of source a URI names."""
+    scheme = urlparse(uri).scheme.lower()
+    if scheme == "synthetic":
+        return "synthetic"
+    if scheme in ("http", "https") and Path(urlparse(uri).path).suffix.lower() in VIDEO_EXTS:
+        return "file"
+    if scheme in STREAM_SCHEMES:
+        return "stream"
+    if uri.startswith("/dev/video") or scheme == "v4l2":
+        return "webcam"
+    if os.path.isdir(uri) or any(c in uri for c in "*?[") or Path(uri).suffix.lower() in IMAGE_EXTS:
+        return "images"
+    return "file"
+
+
+def _image_files(uri: str) -> list[str]:
+    if os.path.isdir(uri):
+        files = [str(p) for p in sorted(Path(uri).iterdir()) if p.suffix.lower() in IMAGE_EXTS]
+    else:
+        files = sorted(f for f in glob.glob(uri) if Path(f).suffix.lower() in IMAGE_EXTS)
+    return files
+
+
+def _synthetic_params(uri: str, cfg: SourceConfig) -> dict[str, Any]:
+    q = {k: v[-1] for k, v in parse_qs(urlparse(uri).query).items()}
+    try:
+        return {
+            "width": int(q.get("width", 640)), "height": int(q.get("height", 480)),
+            "fps": float(q.get("fps", cfg.fps)), "frames": int(q.get("frames", 0)) or None,
+            "live": q.get("live", "0") in ("1", "true", "yes"),
+        }
+    except ValueError as exc:
+        raise SourceError(f"bad synthetic source {uri!r}: {exc}") from None
+
+
+def _av_error(uri: str, exc: Exception) -> SourceError:
+    msg = str(exc)
+    if isinstance(exc, av.error.FileNotFoundError):
+        return SourceError(f"{uri}: no such file")
+    if isinstance(exc, av.error.InvalidDataError) or "moov atom" in msg or "Invalid data" in msg:
+        return SourceError(f"{uri}: not a readable video (corrupt, truncated, or not a video file)")
+    return SourceError(f"{uri}: cannot open video ({msg})")
+
+
+def probe(cfg: SourceConfig) -> SourceInfo:
+    """Check a source and read its size and rate; raises SourceError with a clear message.
+
+    Files and image folders are opened here, in the parent, so that bad input fails before
+    any process starts. Live sources are only opened by the capture stage (they may need
+    retries); their slots are sized by ``max_width`` x ``max_height``.
+    """
+    uri = cfg.uri
+    if not uri:
+        raise SourceError("no source given")
+    kind = classify(uri)
+    if kind == "synthetic":
+        p = _synthetic_params(uri, cfg)
+        live = p["live"] if cfg.live is None else cfg.live
+        return SourceInfo(uri, kind, live, p["width"], p["height"], p["fps"], p["frames"])
+    if kind in ("stream", "webcam"):
+        live = True if cfg.live is None else cfg.live
+        if kind == "webcam" and not os.path.exists(uri.removeprefix("v4l2://")):
+            raise SourceError(f"{uri}: no such camera device")
+        return SourceInfo(uri, kind, live, cfg.max_width, cfg.max_height, cfg.fps)
+    if kind == "images":
+        files = _image_files(uri)
+        if not files:
+            raise SourceError(f"{uri}: no images found")
+        first = cv2.imread(files[0])
+        if first is None:
+            raise SourceError(f"{files[0]}: not a readable image")
+        h, w = first.shape[:2]
+        return SourceInfo(uri, kind, bool(cfg.live), max(w, cfg.max_width), max(h, cfg.max_height),
+                          cfg.fps, len(files))
+    if "://" not in uri and not os.path.exists(uri):
+        raise SourceError(f"{uri}: no such file")
+    if os.path.isfile(uri) and os.path.getsize(uri) == 0:
+        raise SourceError(f"{uri}: empty file, not a video")
+    try:
+        with av.open(uri, timeout=cfg.open_timeout) as container:
+            if not container.streams.video:
+                raise SourceError(f"{uri}: has no video stream")
+            st = container.streams.video[0]
+            w, h = st.codec_context.width, st.codec_context.height
+            if not w or not h:
+                raise SourceError(f"{uri}: not a readable video (no frame size)")
+            rate = st.average_rate or st.guessed_rate or cfg.fps
+            frames = st.frames or None
+            if frames is None and st.duration and st.time_base:
+                frames = round(float(st.duration * st.time_base) * float(rate))
+    except av.error.FFmpegError as exc:
+        raise _av_error(uri, exc) from None
+    return SourceInfo(uri, "file", bool(cfg.live), w, h, float(rate), frames)
+
+
+def fit(frame: np.ndarray, max_h: int, max_w: int) -> np.ndarray:
+    """Scale a frame down (keeping its aspect) so it fits ``max_h x max_w``."""
+    h, w = frame.shape[:2]
+    if h <= max_h and w <= max_w:
+        return frame
+    s = min(max_h / h, max_w / w)
+    return cv2.resize(frame, (max(1, int(w * s)), max(1, int(h * s))), interpolation=cv2.INTER_AREA)
+
+
+class FileTruncated(SourceError):
+    """Decoding ended before the container's stated end."""
+
+
+def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray, float]]:
+    """Every frame of a video file, in order; raises FileTruncated if the file ends early."""
+    try:
+        container = av.open(info.uri, timeout=cfg.open_timeout)
+    except av.error.FFmpegError as exc:
+        raise _av_error(info.uri, exc) from None
+    with container:
+        st = container.streams.video[0]
+        st.thread_type = "AUTO"
+        tb = float(st.time_base or 0)
+        n = 0
+        last_t = 0.0
+        try:
+            for frame in container.decode(st):
+                t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
+                last_t = t
+                n += 1
+                yield frame.to_ndarray(format="rgb24"), t
+        except av.error.FFmpegError as exc:
+            raise FileTruncated(
+                f"{info.uri}: video is corrupt or truncated: decoding failed after {n} frames ({exc})"
+            ) from None
+        duration = float(container.duration or 0) / av.time_base if container.duration else 0.0
+        if info.frames and duration and n < 0.9 * info.frames and last_t + 1.0 < duration:
+            raise FileTruncated(
+                f"{info.uri}: video is truncated: got {n} of {info.frames} frames "
+                f"(ended at {last_t:.1f} s of {duration:.1f} s)"
+            )
+
+
+def read_images(info: SourceInfo) -> Iterator[tuple[np.ndarray, float]]:
+    for i, path in enumerate(_image_files(info.uri)):
+        img = cv2.imread(path)
+        if img is None:
+            log.warning("skipping unreadable image %s", path)
+            continue
+        yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), i / info.fps
+
+
+def read_synthetic(info: SourceInfo) -> Iterator[tuple[np.ndarray, float]]:
+    """Moving bright figures on a textured background; paced at ``fps`` when live."""
+    w, h, fps = info.width, info.height, info.fps
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    background = ((xx * 255 // max(w, 1)) ^ (yy * 255 // max(h, 1))).astype(np.uint8)
+    background = np.stack([background, background // 2, 255 - background], axis=2)
+    noise = rng.integers(0, 24, size=(h, w, 3), dtype=np.uint8)
+    start = time.monotonic()
+    i = 0
+    while info.frames is None or i < info.frames:
+        frame = background + noise
+        cx = int((0.5 + 0.4 * math.sin(i / 15)) * w)
+        bw, bh = max(w // 10, 2), max(h // 3, 2)
+        cv2.rectangle(frame, (cx - bw // 2, h // 2 - bh // 2), (cx + bw // 2, h // 2 + bh // 2),
+                      (230, 200, 180), -1)
+        cv2.putText(frame, str(i), (8, max(h // 10, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255,) * 3, 1)
+        if info.live:
+            delay = start + i / fps - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        yield frame, i / fps
+        i += 1
+
+
+class StreamReader:
+    """A live stream or webcam that reconnects with exponential backoff.
+
+    A source that never delivered a frame gets ``connect_attempts`` tries; once it has
+    worked, ``reconnect_attempts`` consecutive tries after each drop (0 = forever).
+    """
+
+    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None):
+        self.info, self.cfg, self.stop = info, cfg, stop
+        self.on_reconnect = on_reconnect or (lambda: None)
+
+    def _open(self) -> Any:
+        cfg, uri = self.cfg, self.info.uri
+        options: dict[str, str] = {}
+        fmt = None
+        if uri.startswith(("rtsp://", "rtsps://")):
+            options = {"rtsp_transport": cfg.rtsp_transport, "rtsp_flags": "prefer_tcp"}
+            if cfg.rtsp_transport == "udp":
+                options.pop("rtsp_flags")
+        elif self.info.kind == "webcam":
+            fmt = "v4l2"
+            uri = uri.removeprefix("v4l2://")
+        # Small probe and no input buffering: latency matters more than stream analysis.
+        options.update({"fflags": "nobuffer", "probesize": "500000", "analyzeduration": "1000000"})
+        return av.open(uri, format=fmt, options=options, timeout=(cfg.open_timeout, cfg.open_timeout))
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        cfg = self.cfg
+        failures = 0
+        worked = False
+        delay = cfg.backoff_initial
+        start = time.monotonic()
+        while not self.stop.is_set():
+            got = 0
+            try:
+                with self._open() as container:
+                    st = container.streams.video[0]
+                    st.thread_type = "AUTO"
+                    if worked:
+                        log.info("reconnected to %s", self.info.uri)
+                        self.on_reconnect()
+                    for frame in container.decode(st):
+                        if got == 0:
+                            worked, failures, delay = True, 0, cfg.backoff_initial
+                        got += 1
+                        yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
+                        if self.stop.is_set():
+                            return
+                reason = "stream ended"
+            except (av.error.FFmpegError, OSError, IndexError) as exc:
+                reason = str(exc) or type(exc).__name__
+            if self.stop.is_set():
+                return
+            if got == 0:
+                failures += 1
+            limit = cfg.reconnect_attempts if worked else cfg.connect_attempts
+            if limit and failures >= limit:
+                if worked:
+                    raise SourceError(
+                        f"{self.info.uri}: stream lost and {failures} reconnect attempts failed ({reason})"
+                    )
+                raise SourceError(f"cannot connect to {self.info.uri} after {failures} attempts ({reason})")
+            log.warning("%s: %s; retrying in %.1f s", self.info.uri, reason, delay)
+            self.stop.wait(delay)
+            delay = min(delay * 2, cfg.backoff_max)
+
+
+def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None
+           ) -> Iterator[tuple[np.ndarray, float]]:
+    """The frame iterator for any kind of source."""
+    if info.kind == "file":
+        return read_file(info, cfg)
+    if info.kind == "images":
+        return read_images(info)
+    if info.kind == "synthetic":
+        return read_synthetic(info)
+    return StreamReader(info, cfg, stop, on_reconnect).frames()
+
+
+def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any) -> None:
+    """Capture process: frames from the source into the frame ring, in order.
+
+    Offline sources wait for a free slot (no frame is lost); live sources take back the
+    oldest waiting frame, or drop the new one, so that latency stays bounded.
+    """
+    slot_h, slot_w = ring.view(0)["frame"].shape[:2]
+    seq = 0
+    try:
+        for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects")):
+            if stop.is_set():
+                break
+            slot = ring.acquire(stop, drop_oldest=info.live)
+            if slot is None:
+                if stop.is_set():
+                    break
+                ring.count_drop()
+                seq += 1
+                continue
+            rgb = fit(rgb, slot_h, slot_w)
+            h, w = rgb.shape[:2]
+            ring.view(slot)["frame"][:h, :w] = rgb
+            ring.publish(slot, {"seq": seq, "index": seq, "pts": t, "h": h, "w": w,
+                                "t_cap": time.monotonic()})
+            counters.add("captured")
+            seq += 1
+    finally:
+        ring.close_stream()

@@ -1,0 +1,132 @@
+"""Command line: ``gapstream run|train|export|eval|bench``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import GapstreamError
+
+log = logging.getLogger("gapstream")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(processName)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    import multiprocessing_logging
+
+    # One ordered log stream from every stage process.
+    multiprocessing_logging.install_mp_handler()
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="detect and localise persons in a video, stream, camera or image folder",
+        description="Run the pipeline on SOURCE: a video file, rtsp:// or http:// stream, /dev/videoN, "
+        "an image folder or glob, or synthetic://?width=W&height=H&frames=N[&live=1].",
+    )
+    p.add_argument("source")
+    p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
+    p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
+    p.add_argument("--show", action="store_true", help="display the annotated frames in a window")
+    p.add_argument("--config", metavar="YAML", help="pipeline config (see configs/)")
+    p.add_argument("--model", metavar="TFLITE", help="model file (default: the shipped int8 model)")
+    p.add_argument("--batch", type=int, metavar="N", help="inference batch size")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="box threshold as a fraction of the CAM maximum (default 0.2)")
+    p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = all cores)")
+    p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="treat the source as live (drop frames to bound latency) or offline (never drop)")
+    p.add_argument("--stats-interval", type=float, metavar="S", help="seconds between stats lines")
+    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import Pipeline
+
+    overrides = {
+        "output.video": args.out, "output.json": args.json, "model.path": args.model,
+        "infer.batch_size": args.batch, "post.threshold": args.threshold,
+        "model.num_threads": args.threads, "source.live": args.live,
+        "output.stats_interval": args.stats_interval,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.show:
+        overrides["output.show"] = True
+    cfg = load_config(args.config, overrides)
+    _setup_logging(args.log_level or cfg.log_level)
+    pipe = Pipeline(args.source, config=cfg)
+    for _ in pipe.run():
+        pass
+    assert pipe.stats is not None
+    written = [p for p in (cfg.output.video, cfg.output.json) if p]
+    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
+    return 0
+
+
+def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
+    try:
+        from .model import cli_verbs
+    except ImportError:  # TODO(model): remove once gapstream.model.cli_verbs lands
+        return
+
+    for name, help_, add, fn in (
+        ("train", "train the MobileNet-GAP classifier on INRIA Person", cli_verbs.add_train_args,
+         cli_verbs.train_main),
+        ("export", "export float32 and int8 dual-output TFLite models", cli_verbs.add_export_args,
+         cli_verbs.export_main),
+        ("eval", "accuracy and localisation (CorLoc, AP@0.5) on the INRIA test split",
+         cli_verbs.add_eval_args, cli_verbs.eval_main),
+    ):
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(func=fn)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from . import bench
+
+    p = sub.add_parser("bench", help="fps and latency benchmark (see benchmarks/)",
+                       description="End-to-end fps and latency of gapstream and the alternatives.")
+    bench.add_args(p)
+    p.set_defaults(func=bench.main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gapstream",
+        description="Find and localise persons in video with GAP class activation maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"gapstream {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    _add_run(sub)
+    _add_model_verbs(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GapstreamError as exc:
+        print(f"gapstream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gapstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

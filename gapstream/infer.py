@@ -1,0 +1,79 @@
+"""Inference stage: frames from the frame ring, batched through the TFLite model, into the maps ring."""
+
+from __future__ import annotations
+
+import queue
+import time
+from typing import Any
+
+import numpy as np
+
+from .config import InferConfig, ModelConfig
+from .errors import ModelError
+from .gapmodel import GapModel
+from .ring import EOS, Ring
+
+
+def _next(ring: Ring, stop: Any) -> tuple[int, dict] | None:
+    while not stop.is_set():
+        try:
+            return ring.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return EOS
+
+
+def collect_batch(ring: Ring, first: tuple[int, dict], size: int, timeout: float
+                  ) -> tuple[list[tuple[int, dict]], bool]:
+    """Add to ``first`` what arrives within ``timeout`` s, up to ``size``; returns (batch, eos)."""
+    batch = [first]
+    deadline = time.monotonic() + timeout
+    while len(batch) < size:
+        remaining = deadline - time.monotonic()
+        try:
+            item = ring.get(timeout=remaining) if remaining > 0 else ring.ready.get_nowait()
+        except queue.Empty:
+            break
+        if item is EOS:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def run_stage(model_path: str, mcfg: ModelConfig, icfg: InferConfig, frames: Ring, maps: Ring,
+              stop: Any, counters: Any) -> None:
+    """Inference process: resize once, run batches, publish probabilities and conv maps."""
+    try:
+        model = GapModel(model_path, mcfg.num_threads or None)
+        h, w = model.input_size
+        out_shape = maps.view(0)["maps"].shape
+        buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)
+        first_run = True
+        while not stop.is_set():
+            first = _next(frames, stop)
+            if first is EOS:
+                break
+            batch, eos = collect_batch(frames, first, icfg.batch_size, icfg.batch_timeout_ms / 1000)
+            t0 = time.monotonic()
+            for i, (slot, m) in enumerate(batch):
+                model.preprocess(frames.view(slot)["frame"][: m["h"], : m["w"]], out=buf[i])
+            probs, fmaps = model.predict(buf[: len(batch)])
+            if first_run and fmaps.shape[1:] != out_shape:
+                raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} differ from {out_shape}")
+            first_run = False
+            t1 = time.monotonic()
+            for i, (slot, m) in enumerate(batch):
+                mslot = maps.acquire(stop)
+                if mslot is None:
+                    return
+                v = maps.view(mslot)
+                v["probs"][:] = probs[i]
+                v["maps"][:] = fmaps[i]
+                m.update(frame_slot=slot, t_inf0=t0, t_inf=t1, batch=len(batch))
+                maps.publish(mslot, m)
+            counters.add("inferred", len(batch))
+            counters.add("batches")
+            if eos:
+                break
+    finally:
+        maps.close_stream()

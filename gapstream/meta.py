@@ -1,0 +1,115 @@
+"""Model metadata: the sidecar JSON that travels beside every exported .tflite file.
+
+``model.tflite`` has two outputs (class probabilities ``(N, 2)`` and the last conv
+activation maps ``(N, h, w, C)``); ``model.json`` beside it carries what the runtime
+must not guess: label order, input preprocessing, the dense weights that turn the
+maps into a Class Activation Map, and the SHA-256 of the .tflite it belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+
+FORMAT = "gapstream-gap/1"
+
+
+@dataclass
+class ModelMeta:
+    """Everything the runtime needs besides the .tflite graph."""
+
+    labels: list[str]
+    person_index: int
+    input_size: tuple[int, int]  # (height, width)
+    dense_kernel: np.ndarray  # (C, num_classes)
+    dense_bias: np.ndarray  # (num_classes,)
+    # Input is RGB uint8 in [0, 255]; the graph itself rescales to the backbone's range.
+    input_color: str = "RGB"
+    input_range: tuple[float, float] = (0.0, 255.0)
+    resize: str = "bilinear"
+    quantization: str = "float32"
+    backbone: str = "mobilenet"
+    alpha: float = 0.5
+    cam_threshold: float = 0.2
+    tflite_sha256: str = ""
+    metrics: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["format"] = FORMAT
+        d["dense_kernel"] = np.asarray(self.dense_kernel, np.float32).tolist()
+        d["dense_bias"] = np.asarray(self.dense_bias, np.float32).tolist()
+        d["input_size"] = list(self.input_size)
+        d["input_range"] = list(self.input_range)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, source: str = "metadata") -> ModelMeta:
+        if d.get("format") != FORMAT:
+            raise ModelError(f"{source}: not gapstream model metadata (format {d.get('format')!r})")
+        try:
+            kernel = np.asarray(d["dense_kernel"], np.float32)
+            bias = np.asarray(d["dense_bias"], np.float32)
+            meta = cls(
+                labels=list(d["labels"]),
+                person_index=int(d["person_index"]),
+                input_size=(int(d["input_size"][0]), int(d["input_size"][1])),
+                dense_kernel=kernel,
+                dense_bias=bias,
+                input_color=d.get("input_color", "RGB"),
+                input_range=tuple(d.get("input_range", (0.0, 255.0))),
+                resize=d.get("resize", "bilinear"),
+                quantization=d.get("quantization", "float32"),
+                backbone=d.get("backbone", "mobilenet"),
+                alpha=float(d.get("alpha", 0.5)),
+                cam_threshold=float(d.get("cam_threshold", 0.2)),
+                tflite_sha256=d.get("tflite_sha256", ""),
+                metrics=dict(d.get("metrics", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: malformed model metadata ({exc})") from exc
+        if kernel.ndim != 2 or kernel.shape[1] != len(meta.labels) or bias.shape != (len(meta.labels),):
+            raise ModelError(f"{source}: dense weights do not match the {len(meta.labels)} labels")
+        return meta
+
+
+def sidecar_path(tflite_path: str | Path) -> Path:
+    """The metadata file that belongs to a .tflite model."""
+    return Path(tflite_path).with_suffix(".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_meta(meta: ModelMeta, tflite_path: str | Path) -> Path:
+    """Write the sidecar JSON for ``tflite_path``, stamping the model's hash."""
+    meta.tflite_sha256 = file_sha256(tflite_path)
+    out = sidecar_path(tflite_path)
+    out.write_text(json.dumps(meta.to_json(), indent=1) + "\n")
+    return out
+
+
+def load_meta(tflite_path: str | Path) -> ModelMeta:
+    """Read and check the sidecar of ``tflite_path``."""
+    path = sidecar_path(tflite_path)
+    if not path.is_file():
+        raise ModelError(f"model metadata {path} not found (it must sit beside {tflite_path})")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read model metadata ({exc})") from exc
+    meta = ModelMeta.from_json(d, str(path))
+    if meta.tflite_sha256 and meta.tflite_sha256 != file_sha256(tflite_path):
+        raise ModelError(f"{tflite_path} does not match its metadata {path} (checksum differs)")
+    return meta
