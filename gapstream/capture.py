@@ -132,6 +132,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
             frames = st.frames or None
             if frames is None and st.duration and st.time_base:
                 frames = round(float(st.duration * st.time_base) * float(rate))
+            elif frames is None and container.duration:
+                frames = round(container.duration / av.time_base * float(rate))
     except av.error.FFmpegError as exc:
         raise _av_error(uri, exc) from None
     return SourceInfo(uri, "file", bool(cfg.live), w, h, float(rate), frames)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -90,9 +91,15 @@ class VideoSink:
 
 
 class JsonlSink:
-    """One JSON object per frame: index, timestamp, person probability, boxes with scores."""
+    """One JSON object per frame: index, timestamp, person probability, boxes with scores.
 
-    def __init__(self, path: str) -> None:
+    Flushed at least every ``flush_every`` seconds so that live runs can be followed with
+    ``tail -f`` without a write per frame.
+    """
+
+    def __init__(self, path: str, flush_every: float = 0.5) -> None:
+        self.flush_every = flush_every
+        self._last_flush = time.monotonic()
         try:
             self._f: IO[str] | None = open(path, "w", buffering=1 << 16)  # noqa: SIM115
         except OSError as exc:
@@ -101,6 +108,10 @@ class JsonlSink:
     def write(self, result: Any) -> None:
         assert self._f is not None
         self._f.write(json.dumps(result.to_dict()) + "\n")
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every:
+            self._f.flush()
+            self._last_flush = now
 
     def close(self) -> None:
         if self._f is not None:

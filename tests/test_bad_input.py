@@ -1,0 +1,119 @@
+"""Bad input: one clear message, a non-zero exit, no traceback, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gapstream.meta import load_meta, save_meta
+
+from .conftest import make_video
+
+
+def shm_segments() -> set[str]:
+    return {n for n in os.listdir("/dev/shm") if n.startswith("gapstream_")}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    before = shm_segments()
+    r = subprocess.run([sys.executable, "-m", "gapstream", "run", *args], capture_output=True,
+                       text=True, timeout=120)
+    assert shm_segments() == before, "leaked shared memory"
+    return r
+
+
+def assert_one_clear_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("gapstream: error:")]
+    assert len(errors) == 1, r.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_missing_file(tiny_model: Path, tmp_path: Path) -> None:
+    r = run_cli(str(tmp_path / "nope.mp4"), "--model", str(tiny_model))
+    assert_one_clear_error(r, "nope.mp4", "no such file")
+
+
+def test_not_a_video(tiny_model: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 100)
+    assert_one_clear_error(run_cli(str(fake), "--model", str(tiny_model)), "notes.mp4", "not a readable video")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    assert_one_clear_error(run_cli(str(empty), "--model", str(tiny_model)), "empty.mp4")
+
+
+def test_truncated_mp4(tiny_model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "cut.mp4", frames=60)
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])  # the index (moov) at the end is gone
+    assert_one_clear_error(run_cli(str(clip), "--model", str(tiny_model)), "cut.mp4")
+
+
+def test_truncated_mkv_keeps_what_was_readable(tiny_model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "cut.mkv", frames=90)
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "o.jsonl"
+    r = run_cli(str(clip), "--model", str(tiny_model), "--json", str(out))
+    assert_one_clear_error(r, "cut.mkv", "truncated")
+    lines = out.read_text().splitlines()
+    assert 10 < len(lines) < 90  # the readable part was processed and written
+
+
+def test_unknown_uri_scheme_dir_without_images(tiny_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    assert_one_clear_error(run_cli(str(tmp_path / "empty"), "--model", str(tiny_model)), "no images")
+
+
+def test_missing_model(video: Path, tmp_path: Path) -> None:
+    r = run_cli(str(video), "--model", str(tmp_path / "missing.tflite"))
+    assert_one_clear_error(r, "missing.tflite", "not found")
+
+
+def test_model_without_metadata(video: Path, tiny_model: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.tflite"
+    shutil.copy(tiny_model, bare)
+    assert_one_clear_error(run_cli(str(video), "--model", str(bare)), "metadata")
+
+
+def test_model_that_does_not_match_its_metadata(video: Path, tiny_model: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.tflite"
+    shutil.copy(tiny_model, other)
+    shutil.copy(tiny_model.with_suffix(".json"), other.with_suffix(".json"))
+    with open(other, "ab") as f:
+        f.write(b"tampered")
+    assert_one_clear_error(run_cli(str(video), "--model", str(other)), "does not match")
+
+
+def test_garbage_model_with_metadata(video: Path, tiny_model: Path, tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(os.urandom(4096))
+    save_meta(load_meta(tiny_model), garbage)
+    assert_one_clear_error(run_cli(str(video), "--model", str(garbage)), "garbage.tflite")
+
+
+def test_bad_config_key(video: Path, tiny_model: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("infer:\n  batchsize: 4\n")
+    r = run_cli(str(video), "--model", str(tiny_model), "--config", str(cfg))
+    assert_one_clear_error(r, "infer.batchsize", "bad.yaml")
+
+
+def test_unwritable_output(video: Path, tiny_model: Path, tmp_path: Path) -> None:
+    r = run_cli(str(video), "--model", str(tiny_model), "--out", str(tmp_path / "no" / "dir" / "o.mp4"))
+    assert_one_clear_error(r, "does not exist")
+
+
+@pytest.mark.parametrize("verb", ["run", "train", "export", "eval", "bench"])
+def test_help_for_each_verb(verb: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "gapstream", verb, "--help"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "usage: gapstream" in r.stdout

@@ -1,0 +1,61 @@
+"""Config parsing: typed dataclasses, one clear error naming the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gapstream.config import PipelineConfig, load_config
+from gapstream.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+def test_defaults() -> None:
+    cfg = load_config()
+    assert isinstance(cfg, PipelineConfig)
+    assert cfg.infer.batch_size >= 1 and cfg.post.threshold == 0.2
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load(path: Path) -> None:
+    load_config(path)
+
+
+def test_shipped_configs_exist() -> None:
+    names = {p.stem for p in CONFIGS}
+    assert {"default", "rtsp-camera", "raspberry-pi", "offline-batch"} <= names
+
+
+def test_overrides_apply() -> None:
+    cfg = load_config(None, {"infer.batch_size": 8, "post.threshold": 0.3, "output.video": "x.mp4"})
+    assert cfg.infer.batch_size == 8 and cfg.post.threshold == 0.3 and cfg.output.video == "x.mp4"
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("infer:\n  batchsize: 4\n", "infer.batchsize"),
+        ("inference:\n  batch_size: 4\n", "inference"),
+        ("infer:\n  batch_size: four\n", "infer.batch_size"),
+        ("infer:\n  batch_size: 0\n", "infer.batch_size"),
+        ("post:\n  threshold: 1.5\n", "post.threshold"),
+        ("source:\n  live: maybe\n", "source.live"),
+    ],
+)
+def test_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert f"'{key}'" in str(err.value) and "bad.yaml" in str(err.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    p = tmp_path / "broken.yaml"
+    p.write_text("infer: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
