@@ -1,0 +1,174 @@
+"""Build an INRIA-layout dataset from the parts of INRIA Person that could be obtained.
+
+When the full-size positive images and their annotations are not available but the
+96x160 person crops (``96X160H96/Train/pos``) and the negative images are, this writes a
+dataset in INRIA's own layout (``Train|Test/pos|neg|annotations``) in which every positive
+image is a real negative scene with one or two real person crops pasted in (feathered
+edges, random position and scale) and a PASCAL annotation for each pasted person. Negative
+images get pasted patches of other negative scenes with the same feathering, so that paste
+seams carry no class information. Crops are split by source image, so no person seen in
+training appears in the test set.
+
+    python -m gapstream.model.composite --inria data/INRIAPerson --out data/INRIAPerson-composite
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import DataError
+
+# The standard 64x128 person window sits 16 px inside each 96x160 crop.
+CROP_BOX = (16, 16, 80, 144)
+IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
+
+
+def _images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"folder {folder} not found")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+
+
+def _feather(h: int, w: int, edge: int) -> np.ndarray:
+    mask = np.zeros((h, w), np.float32)
+    mask[edge : h - edge, edge : w - edge] = 1
+    k = 2 * edge + 1
+    return cv2.GaussianBlur(mask, (k, k), edge / 2)[..., None]
+
+
+def _paste(scene: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    h, w = patch.shape[:2]
+    mask = _feather(h, w, max(2, min(h, w) // 12))
+    roi = scene[y : y + h, x : x + w].astype(np.float32)
+    scene[y : y + h, x : x + w] = (mask * patch + (1 - mask) * roi).astype(np.uint8)
+
+
+def _scene(path: Path, height: int) -> np.ndarray:
+    img = cv2.imread(str(path))
+    if img is None:
+        raise DataError(f"unreadable image {path}")
+    s = height / img.shape[0]
+    return cv2.resize(img, (max(int(img.shape[1] * s), height * 3 // 4), height))
+
+
+def _place(rng: np.random.Generator, scene: np.ndarray, ph: int, pw: int, taken: list) -> tuple[int, int]:
+    H, W = scene.shape[:2]
+    for _ in range(20):
+        x, y = int(rng.integers(0, W - pw + 1)), int(rng.integers(0, H - ph + 1))
+        if all(x + pw <= a or a + c <= x for a, _, c, _ in taken):  # no horizontal overlap
+            break
+    taken.append((x, y, pw, ph))
+    return x, y
+
+
+def _annotation(name: str, shape: tuple, boxes: list) -> str:
+    h, w = shape[:2]
+    lines = [
+        "# PASCAL Annotation Version 1.00",
+        f'Image filename : "{name}"',
+        f"Image size (X x Y x C) : {w} x {h} x 3",
+        f"Objects with ground truth : {len(boxes)} {{ " + " ".join('"PASperson"' for _ in boxes) + " }",
+    ]
+    for i, (x1, y1, x2, y2) in enumerate(boxes, 1):
+        lines.append(f'Bounding box for object {i} "PASperson" (Xmin, Ymin) - (Xmax, Ymax) : '
+                     f"({x1}, {y1}) - ({x2}, {y2})")
+    return "\n".join(lines) + "\n"
+
+
+def _write_split(
+    rng: np.random.Generator, out: Path, split: str, crops: list[Path], backgrounds: list[Path],
+    distractors: list[Path], n_pos: int, negatives: list[Path], height: int,
+) -> None:
+    for sub in ("pos", "neg", "annotations"):
+        (out / split / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n_pos):
+        scene = _scene(backgrounds[i % len(backgrounds)], height)
+        taken: list = []
+        boxes = []
+        for _ in range(1 if rng.random() < 0.6 else 2):
+            crop = cv2.imread(str(crops[int(rng.integers(len(crops)))]))
+            ph = int(height * rng.uniform(0.55, 1.0))  # the crop's height: person 60-100% of it
+            pw = ph * crop.shape[1] // crop.shape[0]
+            if pw >= scene.shape[1]:
+                continue
+            x, y = _place(rng, scene, ph, pw, taken)
+            _paste(scene, cv2.resize(crop, (pw, ph), interpolation=cv2.INTER_CUBIC), x, y)
+            sx, sy = pw / crop.shape[1], ph / crop.shape[0]
+            boxes.append((x + round(CROP_BOX[0] * sx), y + round(CROP_BOX[1] * sy),
+                          x + round(CROP_BOX[2] * sx), y + round(CROP_BOX[3] * sy)))
+        _add_distractors(rng, scene, distractors, int(rng.integers(0, 2)), height, taken)
+        name = f"{split}/pos/composite_{i:05d}.jpg"
+        cv2.imwrite(str(out / name), scene, [cv2.IMWRITE_JPEG_QUALITY, 93])
+        (out / split / "annotations" / f"composite_{i:05d}.txt").write_text(
+            _annotation(name, scene.shape, boxes))
+    for path in negatives:
+        scene = _scene(path, height)
+        _add_distractors(rng, scene, distractors, int(rng.integers(1, 3)), height, [])
+        cv2.imwrite(str(out / split / "neg" / f"{path.stem}.jpg"), scene, [cv2.IMWRITE_JPEG_QUALITY, 93])
+
+
+def _add_distractors(rng: np.random.Generator, scene: np.ndarray, pool: list[Path], n: int,
+                     height: int, taken: list) -> None:
+    for _ in range(n):
+        src = _scene(pool[int(rng.integers(len(pool)))], height)
+        ph = int(height * rng.uniform(0.55, 1.0))
+        pw = ph * 96 // 160
+        if pw >= scene.shape[1] or pw >= src.shape[1]:
+            continue
+        sx = int(rng.integers(0, src.shape[1] - pw + 1))
+        x, y = _place(rng, scene, ph, pw, taken)
+        _paste(scene, src[height - ph :, sx : sx + pw] if rng.random() < 0.5 else src[:ph, sx : sx + pw], x, y)
+
+
+def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, height: int = 480,
+          n_train_pos: int = 616, n_test_pos: int = 288, n_test_neg: int = 227) -> dict[str, int]:
+    """Write the composite dataset; returns the image count per split folder."""
+    crops = _images(inria / "96X160H96" / "Train" / "pos")
+    train_neg = _images(inria / "Train" / "neg")
+    test_neg = _images(inria / "Test" / "neg")
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for c in crops:  # crop001001a.png, crop001001b.png: persons of one source image
+        groups[re.sub(r"[a-z]?$", "", c.stem)].append(c)
+    keys = sorted(groups)
+    rng.shuffle(keys)
+    n_test = int(len(keys) * test_fraction)
+    test_crops = [c for k in keys[:n_test] for c in groups[k]]
+    train_crops = [c for k in keys[n_test:] for c in groups[k]]
+    train_neg = list(rng.permutation(train_neg))
+    test_neg = list(rng.permutation(test_neg))
+    # Train: half the negative scenes are backgrounds for positives, half stay negatives.
+    half = len(train_neg) // 2
+    _write_split(rng, out, "Train", train_crops, train_neg[:half], train_neg[:half], n_train_pos,
+                 train_neg[half:], height)
+    # Test: backgrounds and distractors come only from the scenes not used as test negatives.
+    spare = test_neg[n_test_neg:]
+    _write_split(rng, out, "Test", test_crops, spare, spare, n_test_pos, test_neg[:n_test_neg], height)
+    counts = {f"{s}/{k}": len(_images(out / s / k)) for s in ("Train", "Test") for k in ("pos", "neg")}
+    (out / "MANIFEST.txt").write_text(
+        "Composite INRIA-layout dataset built by gapstream.model.composite\n"
+        f"seed {seed}, crops split by source image: {len(keys) - n_test} train groups "
+        f"({len(train_crops)} crops), {n_test} test groups ({len(test_crops)} crops)\n"
+        + "".join(f"{k}: {v}\n" for k, v in counts.items())
+    )
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--inria", type=Path, required=True, help="INRIAPerson root with 96X160H96 and neg")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    for k, v in build(args.inria, args.out, args.seed).items():
+        print(f"{k}: {v}")
+
+
+if __name__ == "__main__":
+    main()
