@@ -123,7 +123,8 @@ def _add_distractors(rng: np.random.Generator, scene: np.ndarray, pool: list[Pat
             continue
         sx = int(rng.integers(0, src.shape[1] - pw + 1))
         x, y = _place(rng, scene, ph, pw, taken)
-        _paste(scene, src[height - ph :, sx : sx + pw] if rng.random() < 0.5 else src[:ph, sx : sx + pw], x, y)
+        rows = slice(height - ph, height) if rng.random() < 0.5 else slice(0, ph)
+        _paste(scene, src[rows, sx : sx + pw], x, y)
 
 
 def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, height: int = 480,
