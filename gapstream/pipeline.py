@@ -165,6 +165,7 @@ class Pipeline:
                     frames.release(slot)
                 if self._stop_requested or any(getattr(s, "quit", False) for s in sinks):
                     stop.set()
+            stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
             for p in procs:
                 p.join(timeout=5)
             source_error = _check(procs, errors, source_error, final=True)
