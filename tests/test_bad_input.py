@@ -117,3 +117,19 @@ def test_help_for_each_verb(verb: str) -> None:
     r = subprocess.run([sys.executable, "-m", "gapstream", verb, "--help"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "usage: gapstream" in r.stdout
+
+
+def test_missing_camera_device(tiny_model: Path) -> None:
+    assert_one_clear_error(run_cli("/dev/video97", "--model", str(tiny_model)), "/dev/video97")
+
+
+def test_show_without_gui_support_is_a_clear_error(video: Path, tiny_model: Path) -> None:
+    import cv2
+
+    try:
+        cv2.namedWindow("probe")
+        cv2.destroyWindow("probe")
+        pytest.skip("this OpenCV build has GUI support")
+    except cv2.error:
+        pass
+    assert_one_clear_error(run_cli(str(video), "--model", str(tiny_model), "--show"), "--show")
