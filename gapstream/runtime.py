@@ -5,6 +5,7 @@ Order of preference: ai-edge-litert, tflite-runtime, tensorflow.lite.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .errors import ModelError
@@ -38,6 +39,13 @@ def interpreter_class() -> tuple[type, str]:
 def make_interpreter(model_path: str, num_threads: int | None = None) -> Any:
     """Create an interpreter for a .tflite file; errors become ModelError."""
     cls, _ = interpreter_class()
+    if not num_threads:
+        # 0 / None mean "all cores" in the config, but ai-edge-litert turns None into 1 thread
+        # (``int(num_threads or 1)``): ask for the cores this process may run on.
+        try:
+            num_threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            num_threads = os.cpu_count() or 1
     try:
         return cls(model_path=str(model_path), num_threads=num_threads)
     except (ValueError, RuntimeError) as exc:

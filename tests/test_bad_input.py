@@ -15,16 +15,13 @@ from gapstream.meta import load_meta, save_meta
 from .conftest import make_video
 
 
-def shm_segments() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith("gapstream_")}
-
-
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    before = shm_segments()
-    r = subprocess.run([sys.executable, "-m", "gapstream", "run", *args], capture_output=True,
-                       text=True, timeout=120)
-    assert shm_segments() == before, "leaked shared memory"
-    return r
+    cmd = [sys.executable, "-m", "gapstream", "run", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        out, err = proc.communicate(timeout=120)
+    leaked = [n for n in os.listdir("/dev/shm") if n.startswith(f"gapstream_{proc.pid}_")]
+    assert not leaked, "leaked shared memory"
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def assert_one_clear_error(r: subprocess.CompletedProcess, *needles: str) -> None:
@@ -44,7 +41,8 @@ def test_missing_file(tiny_model: Path, tmp_path: Path) -> None:
 def test_not_a_video(tiny_model: Path, tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 100)
-    assert_one_clear_error(run_cli(str(fake), "--model", str(tiny_model)), "notes.mp4", "not a readable video")
+    r = run_cli(str(fake), "--model", str(tiny_model))
+    assert_one_clear_error(r, "notes.mp4", "not a readable video")
     empty = tmp_path / "empty.mp4"
     empty.touch()
     assert_one_clear_error(run_cli(str(empty), "--model", str(tiny_model)), "empty.mp4")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from gapstream.cam import blend, boxes_from_cam, cam_batch, upsample
+from gapstream.config import PostConfig
 from gapstream.detections import iou
 from gapstream.post import localize_frame
-from gapstream.config import PostConfig
 
 
 def test_cam_batch_is_the_weighted_sum_of_maps() -> None:
@@ -68,7 +68,7 @@ def test_iou() -> None:
 
 def test_upsample_and_blend_in_place() -> None:
     cam = upsample(np.eye(7, dtype=np.float32), 64, 48)
-    assert cam.shape == (48, 64) and 0 <= cam.min() and cam.max() <= 1
+    assert cam.shape == (48, 64) and cam.min() >= 0 and cam.max() <= 1
     frame = np.zeros((48, 64, 3), np.uint8)
     blend(frame, cam, 0.5)
     assert frame.any()
