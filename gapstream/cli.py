@@ -40,7 +40,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="TFLITE", help="model file (default: the shipped int8 model)")
     p.add_argument("--batch", type=int, metavar="N", help="inference batch size")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="box threshold as a fraction of the CAM maximum (default 0.2)")
+                   help="box threshold as a fraction of the CAM maximum (default: the model's own)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0 = all cores)")
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="treat the source as live (drop frames to bound latency) or offline (never drop)")

@@ -45,7 +45,9 @@ class InferConfig:
 
 @dataclass
 class PostConfig:
-    threshold: float = 0.2  # box threshold as a fraction of the CAM maximum (the paper's 20%)
+    # Box threshold as a fraction of the CAM maximum; None: the model's own (its metadata's
+    # cam_threshold, tuned on validation data; the paper used 0.2).
+    threshold: float | None = None
     score_threshold: float = 0.5  # person probability above which a frame gets boxes
     min_area: float = 0.005  # smallest box as a fraction of the frame area
     box_resolution: int = 448  # longer side of the CAM used for boxes; boxes are scaled to the frame
@@ -87,7 +89,8 @@ class PipelineConfig:
         checks: list[tuple[str, bool, str]] = [
             ("infer.batch_size", self.infer.batch_size >= 1, "must be >= 1"),
             ("infer.batch_timeout_ms", self.infer.batch_timeout_ms >= 0, "must be >= 0"),
-            ("post.threshold", 0 < self.post.threshold < 1, "must be between 0 and 1"),
+            ("post.threshold", self.post.threshold is None or 0 < self.post.threshold < 1,
+             "must be between 0 and 1"),
             ("post.score_threshold", 0 <= self.post.score_threshold <= 1, "must be between 0 and 1"),
             ("post.min_area", 0 <= self.post.min_area < 1, "must be between 0 and 1"),
             ("post.blend_alpha", 0 <= self.post.blend_alpha <= 1, "must be between 0 and 1"),

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing as mp
 import queue
@@ -95,6 +96,9 @@ class Pipeline:
         model_path = resolve_model(cfg.model.path)
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
+        post_cfg = cfg.post
+        if post_cfg.threshold is None:
+            post_cfg = dataclasses.replace(post_cfg, threshold=meta.cam_threshold)
         annotate = cfg.output.annotate
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
@@ -123,7 +127,7 @@ class Pipeline:
                 "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
                 "infer": (infer.run_stage, (str(model_path), cfg.model, cfg.infer, frames, maps, stop,
                                             counters)),
-                "post": (post.run_stage, (meta, cfg.post, annotate, maps, frames, results, stop,
+                "post": (post.run_stage, (meta, post_cfg, annotate, maps, frames, results, stop,
                                           counters)),
             }
             for name, (fn, args) in stages.items():

@@ -21,7 +21,9 @@ def localize_frame(cam: np.ndarray, prob: float, width: int, height: int, cfg: P
 
     Boxes are found on the CAM upsampled to at most ``box_resolution`` on its longer side
     and scaled to the frame: the same components at a fraction of the cost of full size.
+    ``cfg.threshold`` must be resolved (the pipeline fills in the model's own).
     """
+    assert cfg.threshold is not None
     s = min(1.0, cfg.box_resolution / max(width, height))
     bw, bh = max(1, round(width * s)), max(1, round(height * s))
     det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob)

@@ -51,7 +51,7 @@ def test_one_box_per_connected_component() -> None:
 def test_localize_frame_scales_boxes_to_frame() -> None:
     cam = np.zeros((7, 7), np.float32)
     cam[2:5, 2:5] = 1.0
-    det = localize_frame(cam, 0.9, 1400, 700, PostConfig(box_resolution=448))
+    det = localize_frame(cam, 0.9, 1400, 700, PostConfig(threshold=0.2, box_resolution=448))
     assert len(det) == 1
     x1, y1, x2, y2 = det.xyxy[0]
     assert 0 < x1 < x2 < 1400 and 0 < y1 < y2 < 700

@@ -15,7 +15,7 @@ CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 def test_defaults() -> None:
     cfg = load_config()
     assert isinstance(cfg, PipelineConfig)
-    assert cfg.infer.batch_size >= 1 and cfg.post.threshold == 0.2
+    assert cfg.infer.batch_size >= 1 and cfg.post.threshold is None  # None: the model's own
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
