@@ -250,10 +250,12 @@ class StreamReader:
         start = time.monotonic()
         while not self.stop.is_set():
             got = 0
+            t_last = time.monotonic()  # last sign of life: the connect attempt or the latest frame
             try:
                 with self._open() as container:
                     st = container.streams.video[0]
                     st.thread_type = "AUTO"
+                    t_last = time.monotonic()
                     if worked:
                         log.info("reconnected to %s", self.info.uri)
                         self.on_reconnect()
@@ -262,11 +264,16 @@ class StreamReader:
                             worked, failures, delay = True, 0, cfg.backoff_initial
                         got += 1
                         yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
+                        t_last = time.monotonic()
                         if self.stop.is_set():
                             return
                 reason = "stream ended"
             except (av.error.FFmpegError, OSError, IndexError) as exc:
-                reason = str(exc) or type(exc).__name__
+                # FFmpeg reports its own timeout as "Immediate exit requested" or "Invalid data".
+                if time.monotonic() - t_last >= 0.9 * cfg.open_timeout:
+                    reason = f"no answer within {cfg.open_timeout:g} s"
+                else:
+                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             if self.stop.is_set():
                 return
             if got == 0:

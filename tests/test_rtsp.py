@@ -1,0 +1,301 @@
+"""RTSP for real: a GStreamer RTSP server on 127.0.0.1 is killed (or stalled) mid-stream and restarted;
+live drops are counted; an unreachable URL fails with one clear error.
+
+The server (tests/rtsp_server.py) runs under Debian's system python, which has python3-gi and
+GstRtspServer (installed by .ci/install-test-deps.sh); the tests skip with a reason without them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gapstream import Pipeline
+from gapstream.config import PipelineConfig, load_config
+from gapstream.errors import PipelineError
+from gapstream.pipeline import Result
+
+pytestmark = pytest.mark.rtsp
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+GI_CHECK = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+            "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+            "assert all(Gst.ElementFactory.find(e) for e in "
+            "('videotestsrc', 'videoconvert', 'x264enc', 'rtph264pay'))")
+
+
+def _gst_rtsp_missing() -> str | None:
+    """Why the RTSP server cannot run here, or None when it can."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} not found"
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "checking for GStreamer timed out"
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        return (f"{SYSTEM_PYTHON} cannot run the GStreamer RTSP server ({last}); "
+                "run .ci/install-test-deps.sh")
+    return None
+
+
+_MISSING: list[str | None] = []
+
+
+@pytest.fixture(scope="session")
+def gst_rtsp() -> None:
+    if not _MISSING:
+        _MISSING.append(_gst_rtsp_missing())
+    if _MISSING[0]:
+        pytest.skip(_MISSING[0])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_shm_segments(pid: int | None = None) -> set[str]:
+    """Shared-memory rings created by process ``pid`` (this one by default)."""
+    prefix = f"gapstream_{pid or os.getpid()}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+
+
+def gapstream_children() -> list:
+    return [p for p in mp.active_children() if p.name.startswith("gapstream-")]
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first stdout line of ``proc``, or "" if none comes within ``timeout`` s."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=max(timeout, 0.1))
+    except queue.Empty:
+        return ""
+
+
+class RtspServer:
+    """tests/rtsp_server.py as a child process that can be killed and restarted on one port."""
+
+    def __init__(self, port: int, path: str = "/cam", width: int = 320, height: int = 240,
+                 fps: int = 15) -> None:
+        self.port, self.path = port, path
+        self.args = ["--port", str(port), "--path", path, "--width", str(width), "--height", str(height),
+                     "--fps", str(fps)]
+        self.proc: subprocess.Popen | None = None
+        self.url = f"rtsp://127.0.0.1:{port}{path}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the server and wait for its READY line (retrying while the port is still busy)."""
+        deadline = time.monotonic() + timeout
+        last_err = ""
+        while time.monotonic() < deadline:
+            # stderr goes to a file: nobody reads it while the server runs, and a full pipe would block it.
+            with tempfile.TemporaryFile("w+") as errfile:
+                proc = subprocess.Popen([SYSTEM_PYTHON, str(SERVER_SCRIPT), *self.args],
+                                        stdout=subprocess.PIPE, stderr=errfile, text=True)
+                if _read_line(proc, deadline - time.monotonic()).startswith("READY"):
+                    self.proc = proc
+                    return
+                proc.kill()
+                proc.communicate(timeout=10)
+                errfile.seek(0)
+                last_err = errfile.read()
+            time.sleep(0.2)
+        raise RuntimeError(f"RTSP server did not start on port {self.port}: {last_err.strip()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes mid-stream, as a crashed camera would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def rtsp_server(gst_rtsp: None) -> Iterator[RtspServer]:
+    server = RtspServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        assert server.proc is None
+
+
+def stream_config(**overrides: object) -> PipelineConfig:
+    """Short timeouts and backoff keep the tests quick; small slots keep them light."""
+    base = {
+        "source.open_timeout": 2.0, "source.backoff_initial": 0.2, "source.backoff_max": 1.0,
+        "source.connect_attempts": 5, "source.reconnect_attempts": 10,
+        "source.max_width": 320, "source.max_height": 240,
+        "infer.batch_size": 2, "model.num_threads": 1, "output.stats_interval": 0,
+    }
+    base.update(overrides)
+    return load_config(None, base)
+
+
+def capture_time(result: Result) -> float:
+    """When a result's frame was captured, on this process's monotonic clock."""
+    return time.monotonic() - result.latency_ms / 1000
+
+
+@pytest.mark.parametrize("failure", ["killed", "stalled"])
+def test_reconnects_when_server_dies_or_stalls_mid_stream(rtsp_server: RtspServer, tiny_model: Path,
+                                                          failure: str) -> None:
+    """killed: SIGKILL, restart on the same port 1.5 s later (the connection drops at once).
+    stalled: SIGSTOP, SIGCONT 6 s later (the connection stays open and goes silent, so only
+    ``open_timeout`` can notice; noticing and closing the dead connection take up to 2 x 2 s)."""
+    before = own_shm_segments()
+    pipe = Pipeline(rtsp_server.url, str(tiny_model), stream_config())
+    back: list[float] = []  # monotonic time from which the server was serving again
+    back_failed: list[BaseException] = []
+
+    def bring_back() -> None:
+        time.sleep(1.5 if failure == "killed" else 6.0)
+        try:
+            if failure == "killed":
+                rtsp_server.start()
+            else:
+                rtsp_server.proc.send_signal(signal.SIGCONT)
+        except BaseException as exc:  # reported by the main thread
+            back_failed.append(exc)
+        else:
+            back.append(time.monotonic())
+
+    failed_at = None
+    restorer = threading.Thread(target=bring_back, daemon=True)
+    indices: list[int] = []
+    before_failure = after_back = 0
+    deadline = time.monotonic() + 45
+    try:
+        for r in pipe.run():
+            indices.append(r.index)
+            assert r.frame.shape == (240, 320, 3)
+            if failed_at is None:
+                before_failure += 1
+                if before_failure == 10:
+                    if failure == "killed":
+                        rtsp_server.kill()
+                    else:
+                        rtsp_server.proc.send_signal(signal.SIGSTOP)
+                    failed_at = time.monotonic()
+                    restorer.start()
+            elif back and capture_time(r) > back[0]:
+                after_back += 1
+                if after_back == 10:
+                    pipe.stop()  # the generator ends once the frames in flight are out
+            assert time.monotonic() < deadline, "the pipeline did not recover in time"
+    except PipelineError as exc:  # reconnect_attempts ran out
+        raise AssertionError(f"pipeline gave up: {exc}; server error: {back_failed}") from exc
+    restorer.join(timeout=30)
+    assert not back_failed, back_failed
+
+    assert pipe.stats is not None
+    assert before_failure == 10 and after_back >= 10, (before_failure, after_back, pipe.stats)
+    assert pipe.stats.reconnects >= 1, pipe.stats
+    assert indices == sorted(set(indices)), "results out of order or repeated"
+    assert own_shm_segments() == before, "leaked shared memory"
+    assert not gapstream_children(), "stage processes left behind"
+
+
+def test_live_stream_drops_oldest_and_keeps_latency_bounded(rtsp_server: RtspServer,
+                                                            tiny_model: Path) -> None:
+    # The server sends 15 fps; a sink that needs 100 ms per frame keeps up with only 10.
+    before = own_shm_segments()
+    pipe = Pipeline(rtsp_server.url, str(tiny_model), stream_config())
+    latencies: list[float] = []
+    indices: list[int] = []
+    for r in pipe.run():
+        latencies.append(r.latency_ms)
+        indices.append(r.index)
+        time.sleep(0.1)
+        if len(latencies) == 40:
+            pipe.stop()
+    stats = pipe.stats
+    assert stats is not None
+    assert stats.dropped > 0, stats
+    assert indices == sorted(set(indices))
+    # Frame indices count every frame read; each one missing before the last delivered frame was
+    # dropped by capture and must have been counted (later drops are counted too, hence <=).
+    missing = indices[-1] + 1 - len(indices)
+    assert 0 < missing <= stats.dropped, (missing, stats, indices)
+    steady = latencies[5:]
+    assert max(steady) < 2000, f"latency not bounded: {max(steady):.0f} ms"
+    assert own_shm_segments() == before
+    assert not gapstream_children()
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers: an RTSP URL that hangs rather than refuses."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_path: Path,
+                                                        kind: str) -> None:
+    silent = SilentServer() if kind == "silent" else None
+    port = silent.port if silent else free_port()
+    url = f"rtsp://127.0.0.1:{port}/x"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("source:\n  connect_attempts: 2\n  backoff_initial: 0.2\n  open_timeout: 2\n")
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", url, "--model", str(tiny_model),
+                             "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"gapstream run {url} was still running after 60 s")
+    finally:
+        if silent:
+            silent.close()
+    elapsed = time.monotonic() - t0
+    assert proc.returncode not in (0, None), err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("gapstream: error:")]
+    assert len(errors) == 1, err
+    assert url in errors[0], errors[0]
+    reason = {"refused": "Connection refused", "silent": "no answer within 2 s"}[kind]
+    assert reason in errors[0], errors[0]
+    assert elapsed < 45, f"took {elapsed:.0f} s to give up"
+    assert not own_shm_segments(proc.pid), "leaked shared memory"
+    # Stage processes are forks of the CLI and share its command line, URL included.
+    left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout
+    assert not left.strip(), f"processes left behind: {left}"
