@@ -74,10 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
-    try:
-        from .model import cli_verbs
-    except ImportError:  # TODO(model): remove once gapstream.model.cli_verbs lands
-        return
+    from .model import cli_verbs
 
     for name, help_, add, fn in (
         ("train", "train the MobileNet-GAP classifier on INRIA Person", cli_verbs.add_train_args,

@@ -1,0 +1,199 @@
+"""``gapstream train|export|eval``: argparse options and entry points.
+
+TensorFlow is imported only inside the verbs that need it (training, export, and
+evaluating a Keras model); evaluating TFLite models needs only the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..errors import GapstreamError
+
+log = logging.getLogger("gapstream")
+
+MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+
+
+def _need_tf() -> None:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        raise GapstreamError("training needs the train extra: pip install 'gapstream[train]'") from exc
+
+
+def _quiet_tf() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="INRIA_ROOT",
+                   help="INRIA Person root (holding Train/ and Test/, or the folder containing INRIAPerson/)")
+    p.add_argument("--weights", required=True, metavar="PATH|none",
+                   help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
+                   "to train from scratch (nothing is ever downloaded)")
+    p.add_argument("--alpha", type=float, default=0.5, help="MobileNet width multiplier (default 0.5)")
+    p.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "tiny"])
+    p.add_argument("--input-size", type=int, default=224, metavar="PX")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4, help="initial Adam learning rate (cosine decay)")
+    p.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation of the dense layer")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout before the dense layer")
+    p.add_argument("--val-fraction", type=float, default=0.3,
+                   help="share of the balanced Train set held out for validation")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--shift", type=float, default=0.1, help="max random shift (fraction of the size)")
+    p.add_argument("--shear", type=float, default=0.1, help="max random shear")
+    p.add_argument("--zoom", type=float, default=0.15, help="max random zoom (+- fraction)")
+    p.add_argument("--color", type=float, default=0.0, help="brightness/contrast jitter strength (0 = off)")
+    p.add_argument("--out", default="runs/train", help="output folder (best.keras, log.csv, train.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/gapstream)")
+
+
+def train_main(args: argparse.Namespace) -> int:
+    _quiet_tf()
+    _need_tf()
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=args.data, weights=args.weights, alpha=args.alpha, backbone=args.backbone,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        l2=args.l2, dropout=args.dropout, val_fraction=args.val_fraction, seed=args.seed, out=args.out,
+        augment=args.augment, shift=args.shift, shear=args.shear, zoom=args.zoom, color=args.color,
+        cache_dir=args.cache_dir,
+    )
+    summary = train(cfg)
+    print(f"best model: {summary['model']} (epoch {summary['best_epoch']}, "
+          f"val_accuracy {summary['best'].get('val_accuracy', float('nan')):.4f}); "
+          f"wall time {summary['wall_seconds']:.0f}s")
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keras", required=True, metavar="PATH", help="trained model, e.g. runs/train/best.keras")
+    p.add_argument("--data", metavar="INRIA_ROOT",
+                   help="INRIA Person root: training images calibrate the int8 model (required for int8)")
+    p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default: models/)")
+    p.add_argument("--num-calib", type=int, default=200, help="calibration images for int8 (default 200)")
+    p.add_argument("--quantization", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
+    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold stored in the metadata")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir")
+
+
+def export_main(args: argparse.Namespace) -> int:
+    _quiet_tf()
+    _need_tf()
+    from .build import model_info
+    from .export import calibration_images, export, load_keras
+
+    model = load_keras(args.keras)
+    calib = None
+    if "int8" in args.quantization:
+        if not args.data:
+            raise GapstreamError("int8 export needs --data (training images for calibration)")
+        calib = calibration_images(args.data, model_info(model)["input_size"], args.num_calib, args.seed,
+                                   args.cache_dir)
+        log.info("calibrating int8 on %d training images", len(calib))
+    paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=args.threshold)
+    for q, p in paths.items():
+        print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, metavar="INRIA_ROOT", help="INRIA Person root (uses Test/)")
+    p.add_argument("--models", nargs="*", metavar="TFLITE",
+                   help="TFLite models (default: the float32 and int8 models in models/)")
+    p.add_argument("--keras", metavar="PATH", help="also evaluate this Keras model (needs TensorFlow)")
+    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold (fraction of the max)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, help="TFLite interpreter threads")
+    p.add_argument("--out", metavar="MARKDOWN", help="also write the table here")
+    p.add_argument("--json", metavar="JSON", help="write all numbers here")
+    p.add_argument("--write-meta", action="store_true",
+                   help="store the measured metrics in the models' sidecar JSON files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir")
+
+
+def eval_main(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, render_markdown
+
+    models = args.models
+    if models is None:
+        models = [MODELS_DIR / f"gapstream_person_{q}.tflite" for q in ("float32", "int8")]
+        models = [m for m in models if m.is_file()]
+    if not models and not args.keras:
+        raise GapstreamError("nothing to evaluate: pass --models and/or --keras (models/ has no model)")
+    if args.keras:
+        _quiet_tf()
+        _need_tf()
+    result = evaluate(args.data, list(models), args.keras, args.threshold, args.seed, args.batch_size,
+                      args.threads, args.cache_dir)
+    table = render_markdown(result)
+    print(table, end="")
+    if args.out:
+        Path(args.out).write_text(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.write_meta:
+        from ..meta import load_meta, save_meta
+        from .inria import find_root
+
+        dataset = f"{find_root(args.data).name} Test (excess negatives dropped)"
+
+        for m in models:
+            meta = load_meta(m)
+            r = result["models"].get(meta.quantization)
+            if r is None:
+                continue
+            meta.metrics = {
+                "dataset": dataset, "n_test": r["n"],
+                **{k: round(float(r[k]), 4)
+                   for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
+                "cam_threshold": args.threshold,
+            }
+            save_meta(meta, m)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone ``python -m gapstream.model.cli_verbs train|export|eval`` (same as ``gapstream VERB``)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m gapstream.model.cli_verbs")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for name, add, fn in (("train", add_train_args, train_main), ("export", add_export_args, export_main),
+                          ("eval", add_eval_args, eval_main)):
+        p = sub.add_parser(name)
+        add(p)
+        p.set_defaults(func=fn)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except GapstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

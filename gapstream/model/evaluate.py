@@ -1,0 +1,267 @@
+"""Evaluate GAP models on the INRIA Person test split: classification and CAM localisation.
+
+Classification (argmax of the probabilities): accuracy, precision, recall, ROC AUC and
+the confusion matrix. Localisation against INRIA's GT person boxes, with boxes from
+:func:`gapstream.cam.localize` (paper rule, threshold a parameter):
+
+* CorLoc: share of positive test images whose top-scoring CAM box has IoU >= 0.5 with a GT box.
+* AP@0.5: all boxes of all test images (negatives too) ranked by score, greedy matching
+  to GT boxes (each GT once), VOC all-point interpolated average precision.
+
+TFLite models run through :class:`gapstream.gapmodel.GapModel` (no TensorFlow needed);
+a Keras model (optional) needs TensorFlow. Only numpy is used for the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..cam import localize
+from ..detections import Detections, iou
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties averaged (like scipy.stats.rankdata)."""
+    x = np.asarray(x, np.float64).ravel()
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    ranks = np.empty(len(x), np.float64)
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve via the Mann-Whitney rank statistic (ties count one half)."""
+    labels = np.asarray(labels).ravel().astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, person_index: int = 1) -> dict:
+    """Accuracy, precision, recall, F1, ROC AUC and confusion ``[[TN, FP], [FN, TP]]``."""
+    labels = np.asarray(labels).ravel().astype(int)
+    probs = np.asarray(probs, np.float64)
+    pred = (np.argmax(probs, axis=1) == person_index).astype(int)
+    tp = int(np.sum((pred == 1) & (labels == 1)))
+    tn = int(np.sum((pred == 0) & (labels == 0)))
+    fp = int(np.sum((pred == 1) & (labels == 0)))
+    fn = int(np.sum((pred == 0) & (labels == 1)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "n": len(labels),
+        "accuracy": (tp + tn) / len(labels) if len(labels) else float("nan"),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "auc": roc_auc(labels, probs[:, person_index]),
+        "confusion": [[tn, fp], [fn, tp]],
+    }
+
+
+def corloc(dets: list[Detections], gts: list[np.ndarray], iou_thr: float = 0.5) -> float:
+    """Share of images with GT whose top-scoring box overlaps a GT box with IoU >= ``iou_thr``."""
+    hits = total = 0
+    for d, g in zip(dets, gts):
+        if len(g) == 0:
+            continue
+        total += 1
+        if len(d):
+            top = d.xyxy[int(np.argmax(d.scores))]
+            hits += bool(np.any(iou(top[None], g)[0] >= iou_thr))
+    return hits / total if total else float("nan")
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
+    """VOC (2010+) all-point interpolated AP from a precision/recall curve."""
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    idx = np.flatnonzero(mrec[1:] != mrec[:-1])
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+def average_precision(dets: list[Detections], gts: list[np.ndarray], iou_thr: float = 0.5) -> float:
+    """Box AP at ``iou_thr`` over all images (images without GT contribute false positives only)."""
+    n_gt = sum(len(g) for g in gts)
+    if n_gt == 0:
+        return float("nan")
+    img_idx = np.concatenate([np.full(len(d), i) for i, d in enumerate(dets)] + [np.zeros(0, int)])
+    scores = np.concatenate([d.scores for d in dets] + [np.zeros(0, np.float32)])
+    boxes = np.concatenate([d.xyxy for d in dets] + [np.zeros((0, 4), np.float32)])
+    order = np.argsort(-scores, kind="mergesort")
+    used = [np.zeros(len(g), bool) for g in gts]
+    tp = np.zeros(len(order))
+    for k, j in enumerate(order):
+        g = gts[img_idx[j]]
+        if len(g) == 0:
+            continue
+        ov = iou(boxes[j][None], g)[0]
+        best = int(np.argmax(ov))
+        if ov[best] >= iou_thr and not used[img_idx[j]][best]:
+            used[img_idx[j]][best] = True
+            tp[k] = 1
+    ctp = np.cumsum(tp)
+    cfp = np.cumsum(1 - tp)
+    recall = ctp / n_gt
+    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
+    return voc_ap(recall, precision)
+
+
+def localisation_metrics(
+    maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
+    sizes: np.ndarray, gts: list[np.ndarray], threshold: float = 0.2,
+) -> dict:
+    """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height)."""
+    dets = [
+        localize(maps[i : i + 1], probs[i : i + 1], kernel, person_index, int(w), int(h), threshold)[0]
+        for i, (w, h) in enumerate(sizes)
+    ]
+    return {
+        "corloc": corloc(dets, gts),
+        "ap50": average_precision(dets, gts, 0.5),
+        "boxes": int(sum(len(d) for d in dets)),
+        "gt_boxes": int(sum(len(g) for g in gts)),
+        "gt_images": int(sum(len(g) > 0 for g in gts)),
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _gt_boxes(data: Any, paths: list[Path], sizes: np.ndarray) -> list[np.ndarray]:
+    """GT boxes per image in the pixels of the image file (rescaled if annotated at another size)."""
+    out = []
+    for p, (w, h) in zip(paths, sizes):
+        ann = data.test_boxes.get(str(p))
+        if ann is None or not len(ann.boxes):
+            out.append(np.zeros((0, 4), np.float32))
+            continue
+        boxes = ann.boxes.astype(np.float32).copy()
+        if ann.size and ann.size != (int(w), int(h)) and ann.size[0] > 0 and ann.size[1] > 0:
+            boxes *= np.array([w / ann.size[0], h / ann.size[1]] * 2, np.float32)
+        out.append(boxes)
+    return out
+
+
+def _run_batches(fn: Any, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    probs, maps = [], []
+    for i in range(0, len(images), batch_size):
+        p, m = fn(images[i : i + batch_size])
+        probs.append(np.asarray(p, np.float32))
+        maps.append(np.asarray(m, np.float32))
+    return np.concatenate(probs), np.concatenate(maps)
+
+
+def evaluate(
+    data_root: str | Path,
+    models: list[str | Path] = (),
+    keras_model: Any = None,
+    threshold: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 32,
+    num_threads: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict:
+    """Evaluate TFLite ``models`` (and an optional Keras model or path) on the INRIA test split.
+
+    Returns ``{"data": counts, "threshold": t, "models": {name: metrics}}`` where name is
+    ``keras`` or the TFLite model's quantization (its file stem if that repeats).
+    """
+    from ..gapmodel import GapModel
+    from .inria import default_cache_dir, load_inria, load_split_images
+
+    data = load_inria(data_root, splits=("test",), seed=seed)
+    cache = cache_dir or default_cache_dir()
+    loaded: dict[int, tuple] = {}
+
+    def test_images(size: int) -> tuple:
+        if size not in loaded:
+            x, y, sizes, paths = load_split_images(data.test, size, cache)
+            loaded[size] = (x, y, sizes, paths, _gt_boxes(data, paths, sizes))
+        return loaded[size]
+
+    runs: list[tuple[str, Any, int, np.ndarray, int]] = []  # name, fn, size, kernel, person index
+    if keras_model is not None:
+        from .build import dense_weights, dual_output
+        from .export import load_keras
+
+        km = load_keras(keras_model) if isinstance(keras_model, (str, Path)) else keras_model
+        dual = dual_output(km)
+        kernel, _ = dense_weights(km)
+
+        def keras_fn(x: np.ndarray, dual: Any = dual) -> tuple:
+            p, m = dual(x.astype(np.float32), training=False)
+            return p.numpy(), m.numpy()
+
+        runs.append(("keras", keras_fn, int(km.input_shape[1]), kernel, 1))
+    names: set[str] = set()
+    for path in models:
+        gm = GapModel(path, num_threads)
+        name = gm.meta.quantization if gm.meta.quantization not in names else Path(path).stem
+        names.add(name)
+        runs.append((name, gm.predict, int(gm.meta.input_size[0]), gm.meta.dense_kernel,
+                     gm.meta.person_index))
+
+    results: dict[str, dict] = {}
+    for name, fn, size, kernel, pidx in runs:
+        x, y, sizes, paths, gts = test_images(size)
+        t0 = time.perf_counter()
+        probs, maps = _run_batches(fn, x, batch_size)
+        secs = time.perf_counter() - t0
+        res = classification_metrics(y, probs, pidx)
+        res.update(localisation_metrics(maps, probs, kernel, pidx, sizes, gts, threshold))
+        res["ms_per_image"] = 1000 * secs / max(1, len(x))
+        results[name] = res
+        log.info("%s: accuracy %.4f auc %.4f corloc %.4f ap50 %.4f", name, res["accuracy"], res["auc"],
+                 res["corloc"], res["ap50"])
+    counts = data.counts()
+    if loaded:
+        counts["test"]["decoded"] = len(next(iter(loaded.values()))[0])
+    return {"data": counts, "threshold": threshold, "models": results}
+
+
+def _pct(v: float) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.2f}"
+
+
+def render_markdown(result: dict) -> str:
+    """A Markdown table of :func:`evaluate`'s result."""
+    t = result.get("data", {}).get("test", {})
+    lines = [
+        f"Test split: {t.get('total', '?')} images ({t.get('pos', '?')} person, "
+        f"{t.get('neg', '?')} no person; {t.get('pos_with_boxes', '?')} with GT boxes). "
+        f"CAM box threshold {result.get('threshold')} of the max.",
+        "",
+        "| model | accuracy % | precision % | recall % | ROC AUC % | CorLoc % | AP@0.5 % "
+        "| TN FP FN TP | ms/img |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, r in result.get("models", {}).items():
+        (tn, fp), (fn, tp) = r["confusion"]
+        lines.append(
+            f"| {name} | {_pct(r['accuracy'])} | {_pct(r['precision'])} | {_pct(r['recall'])} | "
+            f"{_pct(r['auc'])} | {_pct(r['corloc'])} | {_pct(r['ap50'])} | {tn} {fp} {fn} {tp} | "
+            f"{r.get('ms_per_image', float('nan')):.1f} |"
+        )
+    return "\n".join(lines) + "\n"

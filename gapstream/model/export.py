@@ -1,0 +1,134 @@
+"""Export a trained Keras classifier to dual-output TFLite models with sidecar metadata.
+
+Both files have two outputs, probabilities ``(N, 2)`` and the last conv maps
+``(N, h, w, C)``, a resizable batch dimension, and raw RGB pixels as input:
+
+* ``gapstream_person_float32.tflite``: float32 weights and activations.
+* ``gapstream_person_int8.tflite``: full-integer post-training quantisation calibrated
+  on real training images; uint8 input (raw pixels), int8 outputs (dequantised by the
+  runtime with each tensor's scale and zero point).
+
+Each gets ``<stem>.json`` (see :mod:`gapstream.meta`) with labels, input size and the
+dense weights that turn the maps into a Class Activation Map.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..meta import ModelMeta, load_meta, save_meta
+from .build import LABELS, PERSON_INDEX, dense_weights, dual_output, import_keras, model_info
+
+log = logging.getLogger(__name__)
+
+STEM = "gapstream_person"
+
+
+def load_keras(path: str | Path) -> Any:
+    """Load a model saved by training (``best.keras``)."""
+    keras = import_keras()
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"Keras model {path} not found")
+    return keras.models.load_model(str(path), compile=False)
+
+
+def calibration_images(data_root: str | Path, input_size: int, num: int = 200, seed: int = 0,
+                       cache_dir: str | Path | None = None) -> np.ndarray:
+    """``num`` training images (half person, half not, seeded) as uint8 ``(num, s, s, 3)``."""
+    from .inria import default_cache_dir, load_images, load_inria
+
+    data = load_inria(data_root, splits=("train",), seed=seed)
+    split = data.train
+    rng = np.random.default_rng(seed + 1)
+    pos = np.flatnonzero(split.labels == 1)
+    neg = np.flatnonzero(split.labels == 0)
+    npos = min(len(pos), (num + 1) // 2)
+    nneg = min(len(neg), num - npos)
+    npos = min(len(pos), num - nneg)
+    idx = np.sort(np.concatenate([rng.choice(pos, npos, replace=False),
+                                  rng.choice(neg, nneg, replace=False)]))
+    paths = [split.paths[i] for i in idx]
+    images, _, ok = load_images(paths, input_size, cache_dir or default_cache_dir())
+    return images[ok]
+
+
+def _representative(images: np.ndarray) -> Any:
+    def gen() -> Iterator[list[np.ndarray]]:
+        for img in images:
+            yield [img[None].astype(np.float32)]
+
+    return gen
+
+
+def convert(model: Any, quantization: str = "float32", calib: np.ndarray | None = None) -> bytes:
+    """TFLite bytes of the dual-output version of ``model``."""
+    import_keras()
+    import tensorflow as tf
+
+    dual = dual_output(model)
+    conv = tf.lite.TFLiteConverter.from_keras_model(dual)
+    if quantization == "int8":
+        if calib is None or not len(calib):
+            raise ModelError("int8 export needs calibration images")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _representative(calib)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        conv.inference_output_type = tf.int8
+    elif quantization != "float32":
+        raise ModelError(f"unknown quantization {quantization!r} (float32 or int8)")
+    return conv.convert()
+
+
+def export(
+    model: Any,
+    out_dir: str | Path,
+    calib: np.ndarray | None = None,
+    quantizations: tuple[str, ...] = ("float32", "int8"),
+    metrics: dict[str, dict] | None = None,
+    cam_threshold: float = 0.2,
+    stem: str = STEM,
+) -> dict[str, Path]:
+    """Write ``<out_dir>/<stem>_<q>.tflite`` + sidecar for each quantization; return the paths.
+
+    ``model`` is a Keras classifier (or a path to one); ``metrics`` maps a quantization
+    to the numbers stored in its sidecar.
+    """
+    from ..gapmodel import GapModel
+
+    if isinstance(model, (str, Path)):
+        model = load_keras(model)
+    info = model_info(model)
+    kernel, bias = dense_weights(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for q in quantizations:
+        path = out / f"{stem}_{q}.tflite"
+        path.write_bytes(convert(model, q, calib))
+        meta = ModelMeta(
+            labels=list(LABELS), person_index=PERSON_INDEX,
+            input_size=(info["input_size"], info["input_size"]),
+            dense_kernel=kernel, dense_bias=bias, quantization=q,
+            backbone=info.get("backbone", "mobilenet"), alpha=info.get("alpha", 0.5),
+            cam_threshold=cam_threshold, metrics=dict((metrics or {}).get(q, {})),
+        )
+        save_meta(meta, path)
+        GapModel(path).predict(np.zeros((2, *meta.input_size, 3), np.uint8))  # loads, resizes, runs
+        log.info("wrote %s (%.2f MB) and %s", path, path.stat().st_size / 1e6, path.with_suffix(".json"))
+        paths[q] = path
+    return paths
+
+
+def update_metrics(tflite_path: str | Path, metrics: dict) -> None:
+    """Store measured ``metrics`` in the sidecar of ``tflite_path`` (the hash stays valid)."""
+    meta: ModelMeta = load_meta(tflite_path)
+    meta.metrics = dict(metrics)
+    save_meta(meta, tflite_path)
