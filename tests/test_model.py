@@ -375,3 +375,28 @@ def test_cli_verbs_eval_writes_metrics(trained: dict, tmp_path: Path) -> None:
     assert "| int8 |" in md.read_text()
     meta = load_meta(trained["paths"]["int8"])  # hash still valid after the metrics update
     assert meta.metrics["n_test"] == 12 and 0 <= meta.metrics["accuracy"] <= 1
+
+
+@pytest.mark.train
+def test_tune_threshold_uses_validation_and_writes_it_to_the_metadata(trained: dict, tmp_path: Path) -> None:
+    import argparse
+    import shutil
+
+    from gapstream.meta import load_meta
+    from gapstream.model import cli_verbs
+    from gapstream.model.evaluate import THRESHOLDS, tune_threshold
+
+    int8 = trained["paths"]["int8"]
+    best, sweep = tune_threshold(trained["root"], int8, cache_dir=trained["tmp"] / "cache")
+    assert best in THRESHOLDS and set(sweep) == set(THRESHOLDS)
+    assert all(0 <= c <= 1 for c in sweep.values()) and sweep[best] == max(sweep.values())
+    model = tmp_path / int8.name  # a copy: the shared fixture's sidecar stays as it was
+    shutil.copy(int8, model)
+    shutil.copy(int8.with_suffix(".json"), model.with_suffix(".json"))
+    p = argparse.ArgumentParser()
+    cli_verbs.add_eval_args(p)
+    args = p.parse_args(["--data", str(trained["root"]), "--models", str(model), "--tune-threshold",
+                         "--write-meta", "--cache-dir", str(trained["tmp"] / "cache")])
+    assert cli_verbs.eval_main(args) == 0
+    meta = load_meta(model)
+    assert meta.cam_threshold == best and meta.metrics["cam_threshold"] == best

@@ -127,6 +127,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="TFLite interpreter threads")
     p.add_argument("--out", metavar="MARKDOWN", help="also write the table here")
     p.add_argument("--json", metavar="JSON", help="write all numbers here")
+    p.add_argument("--tune-threshold", action="store_true",
+                   help="choose the CAM box threshold by CorLoc on the validation split (with the "
+                        "int8 model, else the first) and evaluate with it")
     p.add_argument("--write-meta", action="store_true",
                    help="store the measured metrics in the models' sidecar JSON files")
     p.add_argument("--seed", type=int, default=0)
@@ -145,6 +148,15 @@ def eval_main(args: argparse.Namespace) -> int:
     if args.keras:
         _quiet_tf()
         _need_tf()
+    if args.tune_threshold:
+        from .evaluate import tune_threshold
+
+        if not models:
+            raise GapstreamError("--tune-threshold needs a TFLite model (--models)")
+        ref = next((m for m in models if "int8" in Path(m).name), models[0])
+        args.threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
+        print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {args.threshold} "
+              "(CorLoc % " + ", ".join(f"{t}: {100 * c:.1f}" for t, c in sweep.items()) + ")")
     result = evaluate(args.data, list(models), args.keras, args.threshold, args.seed, args.batch_size,
                       args.threads, args.cache_dir)
     table = render_markdown(result)
@@ -170,6 +182,7 @@ def eval_main(args: argparse.Namespace) -> int:
                    for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
                 "cam_threshold": args.threshold,
             }
+            meta.cam_threshold = float(args.threshold)  # the runtime's default box threshold
             save_meta(meta, m)
     return 0
 

@@ -9,7 +9,7 @@ images get pasted patches of other negative scenes with the same feathering, so 
 seams carry no class information. Crops are split by source image, so no person seen in
 training appears in the test set.
 
-    python -m gapstream.model.composite --inria data/INRIAPerson --out data/INRIAPerson-composite
+    python -m gapstream.model.composite --inria data/INRIAPerson --out data/INRIAPerson-composite [--paired]
 """
 
 from __future__ import annotations
@@ -128,8 +128,14 @@ def _add_distractors(rng: np.random.Generator, scene: np.ndarray, pool: list[Pat
 
 
 def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, height: int = 480,
-          n_train_pos: int = 616, n_test_pos: int = 288, n_test_neg: int = 227) -> dict[str, int]:
-    """Write the composite dataset; returns the image count per split folder."""
+          n_train_pos: int = 616, n_test_pos: int = 288, n_test_neg: int = 227,
+          paired: bool = False) -> dict[str, int]:
+    """Write the composite dataset; returns the image count per split folder.
+
+    ``paired``: every training scene appears twice, once with persons and once with only
+    distractors, so that the scene itself carries no class information (and all training
+    crops get used); the test split is built the same way either way.
+    """
     crops = _images(inria / "96X160H96" / "Train" / "pos")
     train_neg = _images(inria / "Train" / "neg")
     test_neg = _images(inria / "Test" / "neg")
@@ -144,17 +150,20 @@ def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, hei
     train_crops = [c for k in keys[n_test:] for c in groups[k]]
     train_neg = list(rng.permutation(train_neg))
     test_neg = list(rng.permutation(test_neg))
-    # Train: half the negative scenes are backgrounds for positives, half stay negatives.
+    # Train: half the negative scenes are backgrounds for positives, half stay negatives
+    # (paired: all scenes are both).
     half = len(train_neg) // 2
-    _write_split(rng, out, "Train", train_crops, train_neg[:half], train_neg[:half], n_train_pos,
-                 train_neg[half:], height)
+    backgrounds, negatives = (train_neg, train_neg) if paired else (train_neg[:half], train_neg[half:])
+    n_pos = len(train_neg) if paired else n_train_pos
+    _write_split(rng, out, "Train", train_crops, backgrounds, backgrounds, n_pos, negatives, height)
     # Test: backgrounds and distractors come only from the scenes not used as test negatives.
     spare = test_neg[n_test_neg:]
     _write_split(rng, out, "Test", test_crops, spare, spare, n_test_pos, test_neg[:n_test_neg], height)
     counts = {f"{s}/{k}": len(_images(out / s / k)) for s in ("Train", "Test") for k in ("pos", "neg")}
     (out / "MANIFEST.txt").write_text(
         "Composite INRIA-layout dataset built by gapstream.model.composite\n"
-        f"seed {seed}, crops split by source image: {len(keys) - n_test} train groups "
+        f"seed {seed}{', paired training scenes' if paired else ''}, crops split by source image: "
+        f"{len(keys) - n_test} train groups "
         f"({len(train_crops)} crops), {n_test} test groups ({len(test_crops)} crops)\n"
         + "".join(f"{k}: {v}\n" for k, v in counts.items())
     )
@@ -166,8 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inria", type=Path, required=True, help="INRIAPerson root with 96X160H96 and neg")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--paired", action="store_true",
+                   help="use every training scene both with and without persons")
     args = p.parse_args(argv)
-    for k, v in build(args.inria, args.out, args.seed).items():
+    for k, v in build(args.inria, args.out, args.seed, paired=args.paired).items():
         print(f"{k}: {v}")
 
 

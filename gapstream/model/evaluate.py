@@ -23,6 +23,7 @@ import numpy as np
 
 from ..cam import localize
 from ..detections import Detections, iou
+from ..errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +151,16 @@ def localisation_metrics(
 
 
 def _gt_boxes(data: Any, paths: list[Path], sizes: np.ndarray) -> list[np.ndarray]:
-    """GT boxes per image in the pixels of the image file (rescaled if annotated at another size)."""
+    """GT boxes of test images in the pixels of the image file."""
+    return gt_boxes(data.test_boxes, paths, sizes)
+
+
+def gt_boxes(annotations: dict, paths: list[Path], sizes: np.ndarray) -> list[np.ndarray]:
+    """GT boxes per image (``annotations`` keyed by path string) in the image file's pixels,
+    rescaled if annotated at another size."""
     out = []
     for p, (w, h) in zip(paths, sizes):
-        ann = data.test_boxes.get(str(p))
+        ann = annotations.get(str(p))
         if ann is None or not len(ann.boxes):
             out.append(np.zeros((0, 4), np.float32))
             continue
@@ -239,6 +246,36 @@ def evaluate(
     if loaded:
         counts["test"]["decoded"] = len(next(iter(loaded.values()))[0])
     return {"data": counts, "threshold": threshold, "models": results}
+
+
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.2, 0.86, 0.05))
+
+
+def tune_threshold(
+    data_root: str | Path, model: str | Path, thresholds: tuple[float, ...] = THRESHOLDS,
+    seed: int = 0, cache_dir: str | Path | None = None,
+) -> tuple[float, dict[float, float]]:
+    """The CAM box threshold with the best CorLoc on the person images of the validation
+    split (never the test split); returns (best, CorLoc per threshold)."""
+    from ..gapmodel import GapModel
+    from .inria import Split, default_cache_dir, list_annotations, load_inria, load_split_images
+
+    data = load_inria(data_root, splits=("train",), seed=seed)
+    anns = list_annotations(data.root, "Train")
+    pos = [p for p, y in zip(data.val.paths, data.val.labels) if y == 1 and p.stem in anns]
+    if not pos:
+        raise DataError(f"no annotated validation person images under {data.root / 'Train'}")
+    gm = GapModel(model)
+    x, _, sizes, paths = load_split_images(Split(pos, np.ones(len(pos), np.int64)),
+                                           gm.meta.input_size[0], cache_dir or default_cache_dir())
+    gts = gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
+    probs, maps = _run_batches(gm.predict, x, 32)
+    scores = {t: localisation_metrics(maps, probs, gm.meta.dense_kernel, gm.meta.person_index, sizes,
+                                      gts, t)["corloc"] for t in thresholds}
+    best = max(scores, key=lambda t: (scores[t], -abs(t - 0.2)))
+    log.info("threshold sweep on %d validation person images: %s; best %.2f", len(paths),
+             " ".join(f"{t:.2f}:{100 * c:.1f}" for t, c in scores.items()), best)
+    return best, scores
 
 
 def _pct(v: float) -> str:
