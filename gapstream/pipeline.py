@@ -87,7 +87,10 @@ class Pipeline:
         self._stop_requested = False
 
     def stop(self) -> None:
-        """Ask a running pipeline to finish after the frames already in flight."""
+        """Ask a running pipeline to stop soon; ``run()`` then returns after the current result.
+
+        Frames still queued before inference or post-processing are discarded, not reported.
+        """
         self._stop_requested = True
 
     def run(self) -> Iterator[Result]:
