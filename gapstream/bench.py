@@ -1196,7 +1196,7 @@ def render_accuracy(result: dict, data: str, command: str) -> str:
     ]
     for n in result.get("notes", []):
         text.append(f"\n- {n}")
-    if "composite" in str(data):
+    if "composite" in str(data) or "paired" in str(data):
         text.append(
             "\nNote: this test split is composite (real INRIA person crops pasted into real INRIA "
             "negative scenes; see gapstream/model/composite.py). OpenCV's default people detector was "
@@ -1210,13 +1210,14 @@ def accuracy_main(argv: list[str] | None = None) -> int:
         description="INRIA test split: gapstream vs OpenCV HOG (accuracy, CorLoc, AP@0.5)")
     default_data = ROOT / "data" / "INRIAPerson"
     if not (default_data / "Test" / "pos").is_dir():
-        default_data = ROOT / "data" / "INRIAPerson-composite"
+        default_data = ROOT / "data" / "INRIAPerson-paired"
     p.add_argument("--data", default=str(default_data), help=f"INRIA root (default {default_data})")
     p.add_argument("--models", nargs="*", metavar="TFLITE",
                    help="TFLite models (default: the int8 and float32 models in models/)")
     p.add_argument("--hog-python", metavar="PYTHON", help="interpreter with OpenCV 4 for HOG")
     p.add_argument("--no-hog", action="store_true")
-    p.add_argument("--threshold", type=float, default=0.2)
+    p.add_argument("--threshold", type=float,
+                   help="CAM box threshold (default: the int8 model's own cam_threshold)")
     p.add_argument("--out", default=str(RESULTS_DIR), metavar="DIR")
     args = p.parse_args(argv)
     models = args.models
@@ -1225,7 +1226,12 @@ def accuracy_main(argv: list[str] | None = None) -> int:
         models = [m for m in models if m.is_file()]
         if not models:
             print("accuracy: no model in models/ (pass --models)", file=sys.stderr)
-    result = accuracy(args.data, models, args.hog_python, args.threshold, skip_hog=args.no_hog)
+    threshold = args.threshold
+    if threshold is None:
+        from .meta import load_meta
+
+        threshold = load_meta(models[0]).cam_threshold if models else 0.2
+    result = accuracy(args.data, models, args.hog_python, threshold, skip_hog=args.no_hog)
     command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = render_accuracy(result, args.data, command.strip())
     out = Path(args.out)
