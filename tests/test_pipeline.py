@@ -142,3 +142,13 @@ def test_signal_stops_cleanly_and_output_stays_valid(tiny_model: Path, tmp_path:
     assert not shm_segments(proc.pid)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout.strip()
     assert children == b""
+
+
+def test_run_time_path_never_imports_tensorflow(tiny_model: Path, video: Path) -> None:
+    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+            "from gapstream.cli import main\n"
+            f"rc = main(['run', {str(video)!r}, '--model', {str(tiny_model)!r}, '--stats-interval', '0'])\n"
+            "sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "30 frames" in r.stdout
