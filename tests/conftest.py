@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from pathlib import Path
 
@@ -35,6 +36,17 @@ def make_tiny_model(out_dir: Path, size: int = 64, channels: int = 16, seed: int
     save_meta(ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(size, size),
                         dense_kernel=kernel, dense_bias=bias, backbone="tiny-test", alpha=1.0), path)
     return path
+
+
+def shm_segments(pid: int | None = None) -> set[str]:
+    """Shared-memory rings created by process ``pid`` (default: this one); names carry the pid."""
+    prefix = f"gapstream_{pid or os.getpid()}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+
+
+def gapstream_children() -> list:
+    """Stage processes of this process that are still alive."""
+    return [p for p in mp.active_children() if p.name.startswith("gapstream-")]
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,14 @@ import pytest
 
 from gapstream.meta import load_meta, save_meta
 
-from .conftest import make_video
+from .conftest import make_video, shm_segments
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "gapstream", "run", *args]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         out, err = proc.communicate(timeout=120)
-    leaked = [n for n in os.listdir("/dev/shm") if n.startswith(f"gapstream_{proc.pid}_")]
-    assert not leaked, "leaked shared memory"
+    assert not shm_segments(proc.pid), "leaked shared memory"
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -20,17 +19,7 @@ from gapstream import Pipeline
 from gapstream.config import load_config
 from gapstream.errors import PipelineError
 
-from .conftest import make_video
-
-
-def shm_segments(pid: int | None = None) -> set[str]:
-    """Shared-memory segments created by process ``pid`` (default: this one)."""
-    prefix = f"gapstream_{pid or os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
-
-
-def gapstream_children() -> list:
-    return [p for p in mp.active_children() if p.name.startswith("gapstream-")]
+from .conftest import gapstream_children, make_video, shm_segments
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

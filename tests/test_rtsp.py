@@ -7,7 +7,6 @@ GstRtspServer (installed by .ci/install-test-deps.sh); the tests skip with a rea
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import queue
 import signal
@@ -26,6 +25,8 @@ from gapstream import Pipeline
 from gapstream.config import PipelineConfig, load_config
 from gapstream.errors import PipelineError
 from gapstream.pipeline import Result
+
+from .conftest import gapstream_children, shm_segments
 
 pytestmark = pytest.mark.rtsp
 
@@ -67,16 +68,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def own_shm_segments(pid: int | None = None) -> set[str]:
-    """Shared-memory rings created by process ``pid`` (this one by default)."""
-    prefix = f"gapstream_{pid or os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
-
-
-def gapstream_children() -> list:
-    return [p for p in mp.active_children() if p.name.startswith("gapstream-")]
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:
@@ -172,7 +163,7 @@ def test_reconnects_when_server_dies_or_stalls_mid_stream(rtsp_server: RtspServe
     """killed: SIGKILL, restart on the same port 1.5 s later (the connection drops at once).
     stalled: SIGSTOP, SIGCONT 6 s later (the connection stays open and goes silent, so only
     ``open_timeout`` can notice; noticing and closing the dead connection take up to 2 x 2 s)."""
-    before = own_shm_segments()
+    before = shm_segments()
     pipe = Pipeline(rtsp_server.url, str(tiny_model), stream_config())
     back: list[float] = []  # monotonic time from which the server was serving again
     back_failed: list[BaseException] = []
@@ -221,14 +212,14 @@ def test_reconnects_when_server_dies_or_stalls_mid_stream(rtsp_server: RtspServe
     assert before_failure == 10 and after_back >= 10, (before_failure, after_back, pipe.stats)
     assert pipe.stats.reconnects >= 1, pipe.stats
     assert indices == sorted(set(indices)), "results out of order or repeated"
-    assert own_shm_segments() == before, "leaked shared memory"
+    assert shm_segments() == before, "leaked shared memory"
     assert not gapstream_children(), "stage processes left behind"
 
 
 def test_live_stream_drops_oldest_and_keeps_latency_bounded(rtsp_server: RtspServer,
                                                             tiny_model: Path) -> None:
     # The server sends 15 fps; a sink that needs 100 ms per frame keeps up with only 10.
-    before = own_shm_segments()
+    before = shm_segments()
     pipe = Pipeline(rtsp_server.url, str(tiny_model), stream_config())
     latencies: list[float] = []
     indices: list[int] = []
@@ -248,7 +239,7 @@ def test_live_stream_drops_oldest_and_keeps_latency_bounded(rtsp_server: RtspSer
     assert 0 < missing <= stats.dropped, (missing, stats, indices)
     steady = latencies[5:]
     assert max(steady) < 2000, f"latency not bounded: {max(steady):.0f} ms"
-    assert own_shm_segments() == before
+    assert shm_segments() == before
     assert not gapstream_children()
 
 
@@ -295,7 +286,7 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     reason = {"refused": "Connection refused", "silent": "no answer within 2 s"}[kind]
     assert reason in errors[0], errors[0]
     assert elapsed < 45, f"took {elapsed:.0f} s to give up"
-    assert not own_shm_segments(proc.pid), "leaked shared memory"
+    assert not shm_segments(proc.pid), "leaked shared memory"
     # Stage processes are forks of the CLI and share its command line, URL included.
     left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout
     assert not left.strip(), f"processes left behind: {left}"

@@ -23,10 +23,10 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
+from .inria import IMAGE_EXTS
 
 # The standard 64x128 person window sits 16 px inside each 96x160 crop.
 CROP_BOX = (16, 16, 80, 144)
-IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
 
 
 def _images(folder: Path) -> list[Path]:
