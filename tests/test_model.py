@@ -23,7 +23,7 @@ from gapstream.model.evaluate import (
     render_markdown,
     roc_auc,
 )
-from gapstream.model.inria import find_root, load_images, load_inria, parse_annotation
+from gapstream.model.inria import find_root, format_annotation, load_images, load_inria, parse_annotation
 
 ANNOTATION = """# PASCAL Annotation Version 1.00
 
@@ -42,18 +42,6 @@ Original label for object 2 "PASperson" : "UprightPerson"
 Center point on object 2 "PASperson" (X, Y) : (400, 250)
 Bounding box for object 2 "PASperson" (Xmin, Ymin) - (Xmax, Ymax) : (350, 120) - (452, 400)
 """
-
-
-def _annotation(name: str, split: str, w: int, h: int, boxes: list[tuple[int, int, int, int]]) -> str:
-    lines = [
-        "# PASCAL Annotation Version 1.00", "",
-        f'Image filename : "{split}/pos/{name}"',
-        f"Image size (X x Y x C) : {w} x {h} x 3", "",
-    ]
-    for i, (x1, y1, x2, y2) in enumerate(boxes, 1):
-        lines.append(f'Bounding box for object {i} "PASperson" (Xmin, Ymin) - (Xmax, Ymax) : '
-                     f"({x1}, {y1}) - ({x2}, {y2})")
-    return "\n".join(lines) + "\n"
 
 
 def make_inria(root: Path, counts: dict[str, tuple[int, int]] | None = None, seed: int = 0) -> Path:
@@ -76,7 +64,7 @@ def make_inria(root: Path, counts: dict[str, tuple[int, int]] | None = None, see
                     cv2.ellipse(img, (x1 + bw // 2, y1 + bh // 6), (bw // 4, bh // 7), 0, 0, 360, color, -1)
                     cv2.rectangle(img, (x1 + bw // 6, y1 + bh // 3), (x1 + 5 * bw // 6, y1 + bh), color, -1)
                     (root / split / "annotations" / f"{Path(name).stem}.txt").write_text(
-                        _annotation(name, split, w, h, [(x1, y1, x1 + bw, y1 + bh)]))
+                        format_annotation(f"{split}/pos/{name}", w, h, [(x1, y1, x1 + bw, y1 + bh)]))
                 cv2.imwrite(str(root / split / kind / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return root
 

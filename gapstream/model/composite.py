@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from .inria import IMAGE_EXTS
+from .inria import IMAGE_EXTS, format_annotation
 
 # The standard 64x128 person window sits 16 px inside each 96x160 crop.
 CROP_BOX = (16, 16, 80, 144)
@@ -67,20 +67,6 @@ def _place(rng: np.random.Generator, scene: np.ndarray, ph: int, pw: int, taken:
     return x, y
 
 
-def _annotation(name: str, shape: tuple, boxes: list) -> str:
-    h, w = shape[:2]
-    lines = [
-        "# PASCAL Annotation Version 1.00",
-        f'Image filename : "{name}"',
-        f"Image size (X x Y x C) : {w} x {h} x 3",
-        f"Objects with ground truth : {len(boxes)} {{ " + " ".join('"PASperson"' for _ in boxes) + " }",
-    ]
-    for i, (x1, y1, x2, y2) in enumerate(boxes, 1):
-        lines.append(f'Bounding box for object {i} "PASperson" (Xmin, Ymin) - (Xmax, Ymax) : '
-                     f"({x1}, {y1}) - ({x2}, {y2})")
-    return "\n".join(lines) + "\n"
-
-
 def _write_split(
     rng: np.random.Generator, out: Path, split: str, crops: list[Path], backgrounds: list[Path],
     distractors: list[Path], n_pos: int, negatives: list[Path], height: int,
@@ -106,7 +92,7 @@ def _write_split(
         name = f"{split}/pos/composite_{i:05d}.jpg"
         cv2.imwrite(str(out / name), scene, [cv2.IMWRITE_JPEG_QUALITY, 93])
         (out / split / "annotations" / f"composite_{i:05d}.txt").write_text(
-            _annotation(name, scene.shape, boxes))
+            format_annotation(name, scene.shape[1], scene.shape[0], boxes))
     for path in negatives:
         scene = _scene(path, height)
         _add_distractors(rng, scene, distractors, int(rng.integers(1, 3)), height, [])

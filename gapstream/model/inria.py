@@ -104,6 +104,20 @@ def parse_annotation(text: str, filename: str = "") -> Annotation:
     return Annotation(fname, arr, size, labels)
 
 
+def format_annotation(filename: str, width: int, height: int, boxes: list) -> str:
+    """PASCAL v1 annotation text (INRIA Person's format) for person ``boxes`` in xyxy pixels."""
+    lines = [
+        "# PASCAL Annotation Version 1.00",
+        f'Image filename : "{filename}"',
+        f"Image size (X x Y x C) : {width} x {height} x 3",
+        f"Objects with ground truth : {len(boxes)} {{ " + " ".join('"PASperson"' for _ in boxes) + " }",
+    ]
+    for i, (x1, y1, x2, y2) in enumerate(boxes, 1):
+        lines.append(f'Bounding box for object {i} "PASperson" (Xmin, Ymin) - (Xmax, Ymax) : '
+                     f"({x1}, {y1}) - ({x2}, {y2})")
+    return "\n".join(lines) + "\n"
+
+
 def read_annotation(path: str | Path) -> Annotation:
     data = Path(path).read_bytes().decode("latin-1")
     return parse_annotation(data, Path(path).name)
