@@ -1129,11 +1129,11 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
 
     from .detections import Detections
     from .model.evaluate import (
-        _gt_boxes,
         average_precision,
         classification_metrics,
         corloc,
         evaluate,
+        gt_boxes,
         roc_auc,
     )
     from .model.inria import load_inria
@@ -1166,7 +1166,7 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
     probs = np.stack([1 - detected, detected], axis=1)
     m = classification_metrics(labels, probs, 1)
     m["auc"] = roc_auc(labels, best)
-    gts = _gt_boxes(inria, paths, sizes)
+    gts = gt_boxes(inria.test_boxes, paths, sizes)
     m.update({"corloc": corloc(dets, gts), "ap50": average_precision(dets, gts, 0.5),
               "boxes": int(sum(len(d) for d in dets)), "gt_boxes": int(sum(len(g) for g in gts)),
               "ms_per_image": 1000 * res["wall_s"] / max(1, len(items)),

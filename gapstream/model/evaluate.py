@@ -150,11 +150,6 @@ def localisation_metrics(
 # ----------------------------------------------------------------------------- evaluation
 
 
-def _gt_boxes(data: Any, paths: list[Path], sizes: np.ndarray) -> list[np.ndarray]:
-    """GT boxes of test images in the pixels of the image file."""
-    return gt_boxes(data.test_boxes, paths, sizes)
-
-
 def gt_boxes(annotations: dict, paths: list[Path], sizes: np.ndarray) -> list[np.ndarray]:
     """GT boxes per image (``annotations`` keyed by path string) in the image file's pixels,
     rescaled if annotated at another size."""
@@ -205,7 +200,7 @@ def evaluate(
     def test_images(size: int) -> tuple:
         if size not in loaded:
             x, y, sizes, paths = load_split_images(data.test, size, cache)
-            loaded[size] = (x, y, sizes, paths, _gt_boxes(data, paths, sizes))
+            loaded[size] = (x, y, sizes, paths, gt_boxes(data.test_boxes, paths, sizes))
         return loaded[size]
 
     runs: list[tuple[str, Any, int, np.ndarray, int]] = []  # name, fn, size, kernel, person index
