@@ -24,7 +24,7 @@ import numpy as np
 from . import capture, infer, post
 from .config import PipelineConfig, load_config
 from .detections import Detections
-from .errors import GapstreamError, ModelError, PipelineError
+from .errors import ModelError, PipelineError
 from .gapmodel import default_model_path
 from .meta import load_meta
 from .ring import EOS, Ring
@@ -245,14 +245,3 @@ def _restore_sigterm(old: Any) -> None:
     if old is not None:
         signal.signal(signal.SIGTERM, old)
 
-
-def run(source: str, model: str | None = None, config: str | None = None) -> StatsReport:
-    """Run a pipeline to the end, discarding results (sinks still write); returns its stats."""
-    pipe = Pipeline(source, model, config)
-    for _ in pipe.run():
-        pass
-    assert pipe.stats is not None
-    return pipe.stats
-
-
-__all__ = ["Pipeline", "Result", "GapstreamError", "run"]

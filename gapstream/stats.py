@@ -29,9 +29,6 @@ class Counters:
         with self._arr.get_lock():
             self._arr[i] += n
 
-    def get(self, name: str) -> int:
-        return int(self._arr[COUNTERS.index(name)])
-
     def snapshot(self) -> dict[str, int]:
         with self._arr.get_lock():
             return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}

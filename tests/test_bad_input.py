@@ -12,7 +12,7 @@ import pytest
 
 from gapstream.meta import load_meta, save_meta
 
-from .conftest import make_video, shm_segments
+from .helpers import make_video, shm_segments
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

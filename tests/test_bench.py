@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gapstream import bench
 
-from .conftest import make_video
+from .helpers import make_video
 
 
 def _args(tmp_path: Path, clip: Path, model: Path, *extra: str) -> argparse.Namespace:

@@ -19,7 +19,7 @@ from gapstream import Pipeline
 from gapstream.config import load_config
 from gapstream.errors import PipelineError
 
-from .conftest import gapstream_children, make_video, shm_segments
+from .helpers import gapstream_children, make_video, shm_segments
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

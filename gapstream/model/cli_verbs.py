@@ -166,24 +166,21 @@ def eval_main(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.write_meta:
-        from ..meta import load_meta, save_meta
+        from ..meta import load_meta
+        from .export import update_metrics
         from .inria import find_root
 
         dataset = f"{find_root(args.data).name} Test (excess negatives dropped)"
-
         for m in models:
-            meta = load_meta(m)
-            r = result["models"].get(meta.quantization)
+            r = result["models"].get(load_meta(m).quantization)
             if r is None:
                 continue
-            meta.metrics = {
+            update_metrics(m, {
                 "dataset": dataset, "n_test": r["n"],
                 **{k: round(float(r[k]), 4)
                    for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
                 "cam_threshold": args.threshold,
-            }
-            meta.cam_threshold = float(args.threshold)  # the runtime's default box threshold
-            save_meta(meta, m)
+            }, args.threshold)
     return 0
 
 

@@ -127,8 +127,10 @@ def export(
     return paths
 
 
-def update_metrics(tflite_path: str | Path, metrics: dict) -> None:
-    """Store measured ``metrics`` in the sidecar of ``tflite_path`` (the hash stays valid)."""
+def update_metrics(tflite_path: str | Path, metrics: dict, cam_threshold: float) -> None:
+    """Store measured ``metrics`` and the box threshold they were measured with in the sidecar
+    of ``tflite_path`` (the hash stays valid); the threshold becomes the run-time default."""
     meta: ModelMeta = load_meta(tflite_path)
     meta.metrics = dict(metrics)
+    meta.cam_threshold = float(cam_threshold)
     save_meta(meta, tflite_path)
