@@ -485,8 +485,8 @@ def _w_reference(spec: dict) -> dict:
     import cv2
     import numpy as np
 
-    from gapstream.model.build import dense_weights, dual_output, model_info
-    from gapstream.model.export import load_keras
+    from gapstream.training.build import dense_weights, dual_output, model_info
+    from gapstream.training.export import load_keras
 
     km = load_keras(spec["keras"])
     model = dual_output(km)
@@ -655,8 +655,8 @@ def _w_profile(spec: dict) -> dict:
 def _w_standin(spec: dict) -> dict:
     import numpy as np
 
-    from gapstream.model.build import build_model
-    from gapstream.model.export import export
+    from gapstream.training.build import build_model
+    from gapstream.training.export import export
 
     out = Path(spec["out"])
     size = 224 if spec.get("backbone", "mobilenet") == "mobilenet" else 64
@@ -1119,7 +1119,7 @@ def main(args: argparse.Namespace) -> int:
 
 def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None = None,
              threshold: float = 0.2, seed: int = 0, skip_hog: bool = False) -> dict:
-    """INRIA test split: gapstream (via gapstream.model.evaluate) next to OpenCV's HOG detector.
+    """INRIA test split: gapstream (via gapstream.training.evaluate) next to OpenCV's HOG detector.
 
     HOG: an image counts as positive when it has at least one detection (SVM margin above
     ``detectMultiScale``'s default hit threshold, 0); ROC AUC ranks images by their best margin;
@@ -1128,7 +1128,7 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
     import numpy as np
 
     from .detections import Detections
-    from .model.evaluate import (
+    from .training.evaluate import (
         average_precision,
         classification_metrics,
         corloc,
@@ -1136,7 +1136,7 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
         gt_boxes,
         roc_auc,
     )
-    from .model.inria import load_inria
+    from .training.inria import load_inria
 
     result = evaluate(data, list(models), None, threshold, seed) if models else {"models": {}}
     result.setdefault("data", {})
@@ -1177,7 +1177,7 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
 
 
 def render_accuracy(result: dict, data: str, command: str) -> str:
-    from .model.evaluate import render_markdown as eval_markdown
+    from .training.evaluate import render_markdown as eval_markdown
 
     m = machine_info()
     text = [
@@ -1190,7 +1190,7 @@ def render_accuracy(result: dict, data: str, command: str) -> str:
         "HOG: an image is 'person' when detectMultiScale returns at least one detection (SVM margin above "
         "its default hit threshold 0); its ROC AUC ranks images by their best margin; its boxes (scored by "
         "margin) are matched to the same ground truth with the same CorLoc / AP@0.5 code "
-        "(gapstream.model.evaluate). CAM boxes: the paper's rule at the given threshold, scored by the "
+        "(gapstream.training.evaluate). CAM boxes: the paper's rule at the given threshold, scored by the "
         "person probability. ms/img: inference only for gapstream (batch 32, images pre-resized), "
         "full-image detection for HOG.",
     ]
@@ -1199,7 +1199,7 @@ def render_accuracy(result: dict, data: str, command: str) -> str:
     if "composite" in str(data) or "paired" in str(data):
         text.append(
             "\nNote: this test split is composite (real INRIA person crops pasted into real INRIA "
-            "negative scenes; see gapstream/model/composite.py). OpenCV's default people detector was "
+            "negative scenes; see gapstream/training/composite.py). OpenCV's default people detector was "
             "trained on INRIA's own training set, which contains these crops, so HOG's numbers here are "
             "optimistic for HOG.")
     return "\n".join(text) + "\n"

@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
-    from .model import cli_verbs
+    from .training import cli_verbs
 
     for name, help_, add, fn in (
         ("train", "train the MobileNet-GAP classifier on INRIA Person", cli_verbs.add_train_args,

@@ -16,7 +16,7 @@ import av
 import cv2
 import numpy as np
 
-from gapstream.model.composite import _feather, _images
+from gapstream.training.composite import _feather, _images
 
 
 def main() -> None:

@@ -18,14 +18,14 @@ import pytest
 
 from gapstream.detections import Detections
 from gapstream.errors import DataError, GapstreamError
-from gapstream.model.evaluate import (
+from gapstream.training.evaluate import (
     average_precision,
     classification_metrics,
     corloc,
     render_markdown,
     roc_auc,
 )
-from gapstream.model.inria import find_root, format_annotation, load_images, load_inria, parse_annotation
+from gapstream.training.inria import find_root, format_annotation, load_images, load_inria, parse_annotation
 
 ANNOTATION = """# PASCAL Annotation Version 1.00
 
@@ -209,8 +209,9 @@ def test_render_markdown() -> None:
 
 
 def test_model_modules_do_not_import_tensorflow() -> None:
-    code = ("import sys, gapstream.model.cli_verbs, gapstream.model.evaluate, gapstream.model.inria, "
-            "gapstream.model.build, gapstream.model.export, gapstream.model.train; "
+    modules = ", ".join(f"gapstream.training.{m}"
+                        for m in ("cli_verbs", "evaluate", "inria", "build", "export", "train"))
+    code = (f"import sys, {modules}; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -218,7 +219,7 @@ def test_model_modules_do_not_import_tensorflow() -> None:
 def test_missing_tensorflow_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from gapstream.model import cli_verbs
+    from gapstream.training import cli_verbs
 
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # makes `import tensorflow` fail
     args = argparse.Namespace()
@@ -246,8 +247,8 @@ def copy_model(model: Path, folder: Path) -> Path:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One epoch of a tiny MobileNet (alpha 0.25, 128x128) and both TFLite exports."""
     pytest.importorskip("tensorflow")
-    from gapstream.model.export import calibration_images, export, load_keras
-    from gapstream.model.train import TrainConfig, train
+    from gapstream.training.export import calibration_images, export, load_keras
+    from gapstream.training.train import TrainConfig, train
 
     tmp = tmp_path_factory.mktemp("train")
     root = make_inria(tmp / "INRIAPerson", {"Train": (12, 14), "Test": (6, 7)})
@@ -274,7 +275,7 @@ def test_train_writes_best_model_and_log(trained: dict) -> None:
 @pytest.mark.train
 def test_augmentation_keeps_shape_and_range() -> None:
     tf = pytest.importorskip("tensorflow")
-    from gapstream.model.train import augment_batch
+    from gapstream.training.train import augment_batch
 
     x = tf.random.uniform((4, 32, 32, 3), 0, 255)
     y = augment_batch(x, tf.constant([1, 2], tf.int64), 0.1, 0.1, 0.15)
@@ -318,8 +319,8 @@ def test_exported_models_have_two_outputs(trained: dict) -> None:
 def test_tflite_cam_matches_keras(trained: dict) -> None:
     from gapstream.cam import cam_batch
     from gapstream.gapmodel import GapModel
-    from gapstream.model.build import dense_weights, dual_output
-    from gapstream.model.inria import load_split_images
+    from gapstream.training.build import dense_weights, dual_output
+    from gapstream.training.inria import load_split_images
 
     data = load_inria(trained["root"], splits=("test",))
     x, _, _, _ = load_split_images(data.test, SIZE, trained["tmp"] / "cache")
@@ -342,7 +343,7 @@ def test_tflite_cam_matches_keras(trained: dict) -> None:
 
 @pytest.mark.train
 def test_evaluate_runs_on_all_three(trained: dict) -> None:
-    from gapstream.model.evaluate import evaluate
+    from gapstream.training.evaluate import evaluate
 
     paths = trained["paths"]
     res = evaluate(trained["root"], [paths["float32"], paths["int8"]], trained["model"], threshold=0.2,
@@ -365,7 +366,7 @@ def test_cli_verbs_eval_writes_metrics(trained: dict, tmp_path: Path) -> None:
     import argparse
 
     from gapstream.meta import load_meta
-    from gapstream.model import cli_verbs
+    from gapstream.training import cli_verbs
 
     int8 = trained["paths"]["int8"]
     model = copy_model(int8, tmp_path)  # a copy: the shared fixture's sidecar stays as it was
@@ -388,8 +389,8 @@ def test_tune_threshold_uses_validation_and_writes_it_to_the_metadata(trained: d
     import argparse
 
     from gapstream.meta import load_meta
-    from gapstream.model import cli_verbs
-    from gapstream.model.evaluate import THRESHOLDS, tune_threshold
+    from gapstream.training import cli_verbs
+    from gapstream.training.evaluate import THRESHOLDS, tune_threshold
 
     int8 = trained["paths"]["int8"]
     best, sweep = tune_threshold(trained["root"], int8, cache_dir=trained["tmp"] / "cache")

@@ -182,28 +182,3 @@ def eval_main(args: argparse.Namespace) -> int:
                 "cam_threshold": args.threshold,
             }, args.threshold)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone ``python -m gapstream.model.cli_verbs train|export|eval`` (same as ``gapstream VERB``)."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m gapstream.model.cli_verbs")
-    sub = parser.add_subparsers(dest="verb", required=True)
-    for name, add, fn in (("train", add_train_args, train_main), ("export", add_export_args, export_main),
-                          ("eval", add_eval_args, eval_main)):
-        p = sub.add_parser(name)
-        add(p)
-        p.set_defaults(func=fn)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s",
-                        datefmt="%H:%M:%S")
-    try:
-        return args.func(args)
-    except GapstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
