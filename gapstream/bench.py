@@ -573,7 +573,8 @@ def _w_profile(spec: dict) -> dict:
     import av
     import numpy as np
 
-    from gapstream.cam import blend, cam_batch, draw, upsample
+    from gapstream.annotate import blend, draw
+    from gapstream.cam import cam_batch, upsample
     from gapstream.config import PostConfig
     from gapstream.detections import Detections
     from gapstream.gapmodel import GapModel
@@ -1128,14 +1129,8 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
     import numpy as np
 
     from .detections import Detections
-    from .training.evaluate import (
-        average_precision,
-        classification_metrics,
-        corloc,
-        evaluate,
-        gt_boxes,
-        roc_auc,
-    )
+    from .metrics import average_precision, classification_metrics, corloc, roc_auc
+    from .training.evaluate import evaluate, gt_boxes
     from .training.inria import load_inria
 
     result = evaluate(data, list(models), None, threshold, seed) if models else {"models": {}}

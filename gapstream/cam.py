@@ -1,4 +1,6 @@
-"""Class Activation Maps (Zhou et al., CVPR 2016): heat-maps, boxes and blending."""
+"""Class Activation Maps (Zhou et al., CVPR 2016): the maps and the boxes drawn from them.
+
+Drawing them on frames is :mod:`gapstream.annotate`'s job."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import cv2
 import numpy as np
 
 from .detections import Detections
+
+#: The paper's box rule keeps the pixels above 20% of the CAM's maximum.
+PAPER_THRESHOLD = 0.2
 
 
 def cam_batch(maps: np.ndarray, kernel: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -31,7 +36,7 @@ def upsample(cam: np.ndarray, width: int, height: int, cubic: bool = False) -> n
 
 
 def boxes_from_cam(
-    cam: np.ndarray, threshold: float = 0.2, min_area: float = 0.0, score_scale: float = 1.0
+    cam: np.ndarray, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0, score_scale: float = 1.0
 ) -> Detections:
     """The paper's rule: keep pixels above ``threshold * max``; one box per connected component.
 
@@ -67,28 +72,9 @@ def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
     return Detections(det.xyxy * np.array([sx, sy, sx, sy], np.float32), det.scores)
 
 
-def blend(frame: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> None:
-    """Blend a JET heat-map of ``cam`` (frame-sized, [0, 1]) onto an RGB ``frame`` in place."""
-    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    cv2.cvtColor(heat, cv2.COLOR_BGR2RGB, dst=heat)
-    cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0, dst=frame)
-
-
-def draw(frame: np.ndarray, det: Detections, prob: float | None = None) -> None:
-    """Draw boxes (and the frame-level person probability) on an RGB frame in place."""
-    thick = max(1, round(min(frame.shape[:2]) / 240))
-    for (x1, y1, x2, y2), s in zip(det.xyxy.astype(int), det.scores):
-        cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), thick)
-        cv2.putText(frame, f"person {s:.2f}", (x1 + 2, max(y1 - 4, 12)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
-    if prob is not None:
-        cv2.putText(frame, f"p(person)={prob:.2f}", (8, 20 * thick),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick)
-
-
 def localize(
     maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
-    width: int, height: int, threshold: float = 0.2, min_area: float = 0.0,
+    width: int, height: int, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0,
 ) -> list[Detections]:
     """Person boxes in ``width x height`` pixels for a batch, from the person-class CAM.
 

@@ -20,12 +20,11 @@ import numpy as np
 
 from .config import SourceConfig
 from .errors import SourceError
+from .media import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger("gapstream.capture")
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp", "http", "https")
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv"}
 
 
 @dataclass

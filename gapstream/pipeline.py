@@ -25,8 +25,8 @@ from . import capture, infer, post
 from .config import PipelineConfig, load_config
 from .detections import Detections
 from .errors import ModelError, PipelineError
-from .gapmodel import default_model_path
 from .meta import load_meta
+from .paths import DEFAULT_MODEL
 from .ring import EOS, Ring
 from .sinks import build_sinks
 from .stage import stage_main
@@ -63,7 +63,7 @@ class Result:
 
 def resolve_model(path: str | None) -> Path:
     """The model to use: the given path or the shipped int8 model."""
-    p = Path(path) if path else default_model_path()
+    p = Path(path) if path else DEFAULT_MODEL
     if not p.is_file():
         hint = "" if path else " (the shipped model is missing; pass --model PATH)"
         raise ModelError(f"model file {p} not found{hint}")

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .cam import blend, boxes_from_cam, cam_batch, draw, scale_boxes, upsample
+from .annotate import blend, draw
+from .cam import boxes_from_cam, cam_batch, scale_boxes, upsample
 from .config import PostConfig
 from .detections import Detections
 from .meta import ModelMeta

@@ -11,6 +11,8 @@ import av
 import numpy as np
 import pytest
 
+from gapstream.media import add_video_stream, encode
+
 
 def make_tiny_model(out_dir: Path, size: int = 64, channels: int = 16, seed: int = 0) -> Path:
     """A small random dual-output (probabilities, conv maps) float TFLite model plus sidecar."""
@@ -52,13 +54,10 @@ def make_video(path: Path, frames: int = 30, width: int = 160, height: int = 120
                codec: str = "libx264") -> Path:
     """A small video whose frames carry their index as a gray level, for order checks."""
     with av.open(str(path), "w") as c:
-        st = c.add_stream(codec, rate=fps)
-        st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+        st = add_video_stream(c, width, height, fps, codec)
         for i in range(frames):
             img = np.full((height, width, 3), (i * 8) % 256, np.uint8)
             img[height // 4 : 3 * height // 4, (i * 3) % width : (i * 3) % width + width // 8] = 255
-            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in st.encode():
-            c.mux(pkt)
+            encode(c, st, img)
+        encode(c, st)
     return path

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gapstream.cam import blend, boxes_from_cam, cam_batch, upsample
+from gapstream.annotate import blend
+from gapstream.cam import boxes_from_cam, cam_batch, upsample
 from gapstream.config import PostConfig
-from gapstream.detections import iou
+from gapstream.metrics import iou
 from gapstream.post import localize_frame
 
 

@@ -18,13 +18,8 @@ import pytest
 
 from gapstream.detections import Detections
 from gapstream.errors import DataError, GapstreamError
-from gapstream.training.evaluate import (
-    average_precision,
-    classification_metrics,
-    corloc,
-    render_markdown,
-    roc_auc,
-)
+from gapstream.metrics import average_precision, classification_metrics, corloc, roc_auc
+from gapstream.training.evaluate import render_markdown
 from gapstream.training.inria import find_root, format_annotation, load_images, load_inria, parse_annotation
 
 ANNOTATION = """# PASCAL Annotation Version 1.00

@@ -12,10 +12,9 @@ import logging
 from pathlib import Path
 
 from ..errors import GapstreamError
+from ..paths import MODELS_DIR, shipped_model
 
 log = logging.getLogger("gapstream")
-
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 
 
 def _need_tf() -> None:
@@ -89,7 +88,9 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default: models/)")
     p.add_argument("--num-calib", type=int, default=200, help="calibration images for int8 (default 200)")
     p.add_argument("--quantization", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
-    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold stored in the metadata")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="CAM box threshold stored in the metadata (default: the paper's 0.2, until "
+                        "eval --tune-threshold --write-meta tunes it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
 
@@ -97,6 +98,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 def export_main(args: argparse.Namespace) -> int:
     _quiet_tf()
     _need_tf()
+    from ..cam import PAPER_THRESHOLD
     from .build import model_info
     from .export import calibration_images, export, load_keras
 
@@ -108,7 +110,8 @@ def export_main(args: argparse.Namespace) -> int:
         calib = calibration_images(args.data, model_info(model)["input_size"], args.num_calib, args.seed,
                                    args.cache_dir)
         log.info("calibrating int8 on %d training images", len(calib))
-    paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=args.threshold)
+    threshold = PAPER_THRESHOLD if args.threshold is None else args.threshold
+    paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=threshold)
     for q, p in paths.items():
         print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
     return 0
@@ -122,7 +125,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="*", metavar="TFLITE",
                    help="TFLite models (default: the float32 and int8 models in models/)")
     p.add_argument("--keras", metavar="PATH", help="also evaluate this Keras model (needs TensorFlow)")
-    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold (fraction of the max)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="CAM box threshold, a fraction of the max (default: the first model's own)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, help="TFLite interpreter threads")
     p.add_argument("--out", metavar="MARKDOWN", help="also write the table here")
@@ -137,11 +141,13 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def eval_main(args: argparse.Namespace) -> int:
+    from ..cam import PAPER_THRESHOLD
+    from ..meta import load_meta
     from .evaluate import evaluate, render_markdown
 
     models = args.models
     if models is None:
-        models = [MODELS_DIR / f"gapstream_person_{q}.tflite" for q in ("float32", "int8")]
+        models = [shipped_model(q) for q in ("float32", "int8")]
         models = [m for m in models if m.is_file()]
     if not models and not args.keras:
         raise GapstreamError("nothing to evaluate: pass --models and/or --keras (models/ has no model)")
@@ -154,10 +160,14 @@ def eval_main(args: argparse.Namespace) -> int:
         if not models:
             raise GapstreamError("--tune-threshold needs a TFLite model (--models)")
         ref = next((m for m in models if "int8" in Path(m).name), models[0])
-        args.threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
-        print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {args.threshold} "
+        threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
+        print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {threshold} "
               "(CorLoc % " + ", ".join(f"{t}: {100 * c:.1f}" for t, c in sweep.items()) + ")")
-    result = evaluate(args.data, list(models), args.keras, args.threshold, args.seed, args.batch_size,
+    elif args.threshold is not None:
+        threshold = args.threshold
+    else:  # the threshold the model runs with
+        threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
+    result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch_size,
                       args.threads, args.cache_dir)
     table = render_markdown(result)
     print(table, end="")
@@ -166,7 +176,6 @@ def eval_main(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.write_meta:
-        from ..meta import load_meta
         from .export import update_metrics
         from .inria import find_root
 
@@ -179,6 +188,6 @@ def eval_main(args: argparse.Namespace) -> int:
                 "dataset": dataset, "n_test": r["n"],
                 **{k: round(float(r[k]), 4)
                    for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
-                "cam_threshold": args.threshold,
-            }, args.threshold)
+                "cam_threshold": threshold,
+            }, threshold)
     return 0

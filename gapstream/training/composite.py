@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from .inria import IMAGE_EXTS, format_annotation
+from ..media import IMAGE_EXTS
+from .inria import format_annotation
 
 # The standard 64x128 person window sits 16 px inside each 96x160 crop.
 CROP_BOX = (16, 16, 80, 144)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cam import PAPER_THRESHOLD
 from ..errors import ModelError
 from ..meta import ModelMeta, load_meta, save_meta
 from .build import LABELS, PERSON_INDEX, dense_weights, dual_output, import_keras, model_info
@@ -93,7 +94,7 @@ def export(
     calib: np.ndarray | None = None,
     quantizations: tuple[str, ...] = ("float32", "int8"),
     metrics: dict[str, dict] | None = None,
-    cam_threshold: float = 0.2,
+    cam_threshold: float = PAPER_THRESHOLD,
     stem: str = STEM,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem>_<q>.tflite`` + sidecar for each quantization; return the paths.
