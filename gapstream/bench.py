@@ -573,12 +573,9 @@ def _w_profile(spec: dict) -> dict:
     import av
     import numpy as np
 
-    from gapstream.annotate import blend, draw
-    from gapstream.cam import cam_batch, upsample
     from gapstream.config import PostConfig
-    from gapstream.detections import Detections
     from gapstream.gapmodel import GapModel
-    from gapstream.post import localize_frame
+    from gapstream.post import analyse, annotate_frame
 
     model = GapModel(spec["model"], spec.get("threads") or None)
     meta = model.meta
@@ -611,14 +608,11 @@ def _w_profile(spec: dict) -> dict:
             t3 = clock()
             probs, maps = model.predict(x[None])
             t4 = clock()
-            cls = int(np.argmax(probs[0]))
-            cam = cam_batch(maps, meta.dense_kernel, np.array([cls]))[0]
             h, w = frame.shape[:2]
             prob = float(probs[0][meta.person_index])
-            det = localize_frame(cam, prob, w, h, cfg) if cls == meta.person_index else Detections.empty()
+            _, cam, is_person, det = analyse(probs[0], maps[0], meta, cfg, w, h)
             t5 = clock()
-            blend(frame, upsample(cam, w, h), cfg.blend_alpha)
-            draw(frame, det, prob)
+            annotate_frame(frame, cam, is_person, det, prob, cfg)
             t6 = clock()
             if enc is None:
                 enc = sink.add_stream("libx264", rate=30)

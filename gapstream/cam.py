@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .config import PostConfig
 from .detections import Detections
 
 #: The paper's box rule keeps the pixels above 20% of the CAM's maximum.
@@ -72,17 +73,21 @@ def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
     return Detections(det.xyxy * np.array([sx, sy, sx, sy], np.float32), det.scores)
 
 
-def localize(
-    maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
-    width: int, height: int, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0,
-) -> list[Detections]:
-    """Person boxes in ``width x height`` pixels for a batch, from the person-class CAM.
+def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, height: int,
+             cfg: PostConfig) -> tuple[bool, Detections]:
+    """The one localisation rule, used at run time and in evaluation: (person?, boxes in frame pixels).
 
-    Used by evaluation: the CAM of the person class is taken regardless of the
-    prediction, and boxes are scored by the person probability.
+    ``cam`` is the low-resolution CAM of the predicted class. A frame is a person frame when
+    that class is the person and its probability reaches ``cfg.score_threshold``; only then
+    are boxes found, on the CAM upsampled to at most ``cfg.box_resolution`` on its longer
+    side and scaled to the frame (the same components at a fraction of the cost of full
+    size). ``cfg.threshold`` must be resolved: the model's own comes from its metadata.
     """
-    cams = cam_batch(maps, kernel, np.full(len(maps), person_index))
-    return [
-        boxes_from_cam(upsample(c, width, height), threshold, min_area, float(p[person_index]))
-        for c, p in zip(cams, probs)
-    ]
+    assert cfg.threshold is not None
+    prob = float(probs[person_index])
+    if int(np.argmax(probs)) != person_index or prob < cfg.score_threshold:
+        return False, Detections.empty()
+    s = min(1.0, cfg.box_resolution / max(width, height))
+    bw, bh = max(1, round(width * s)), max(1, round(height * s))
+    det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob)
+    return True, scale_boxes(det, width / bw, height / bh)

@@ -37,6 +37,7 @@ class ModelMeta:
     quantization: str = "float32"
     backbone: str = "mobilenet"
     alpha: float = 0.5
+    output_stride: int = 32  # input pixels per conv-map cell
     cam_threshold: float = PAPER_THRESHOLD  # box threshold; eval --tune-threshold tunes it
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
@@ -69,6 +70,7 @@ class ModelMeta:
                 quantization=d.get("quantization", "float32"),
                 backbone=d.get("backbone", "mobilenet"),
                 alpha=float(d.get("alpha", 0.5)),
+                output_stride=int(d.get("output_stride", 32)),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),

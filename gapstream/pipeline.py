@@ -110,7 +110,8 @@ class Pipeline:
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         slots = max(slots, cfg.infer.batch_size + 1)
         ih, iw = meta.input_size
-        fmap = (-(-ih // 32), -(-iw // 32), meta.dense_kernel.shape[0])
+        stride = meta.output_stride
+        fmap = (-(-ih // stride), -(-iw // stride), meta.dense_kernel.shape[0])
         rings: list[Ring] = []
         procs: list[Any] = []
         sinks: list[Any] = []

@@ -2,7 +2,7 @@
 
 Classification (argmax of the probabilities): accuracy, precision, recall, ROC AUC and
 the confusion matrix. Localisation against INRIA's GT person boxes, with boxes from
-:func:`gapstream.cam.localize` (paper rule, threshold a parameter):
+:func:`gapstream.cam.localize`, the run-time rule (box threshold a parameter, by default the model's own):
 
 * CorLoc: share of positive test images whose top-scoring CAM box has IoU >= 0.5 with a GT box.
 * AP@0.5: all boxes of all test images (negatives too) ranked by score, greedy matching
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cam import PAPER_THRESHOLD, localize
+from ..cam import PAPER_THRESHOLD, cam_batch, localize
+from ..config import PostConfig
 from ..errors import DataError
 from ..metrics import average_precision, classification_metrics, corloc
 
@@ -32,11 +33,11 @@ def localisation_metrics(
     maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
     sizes: np.ndarray, gts: list[np.ndarray], threshold: float = PAPER_THRESHOLD,
 ) -> dict:
-    """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height)."""
-    dets = [
-        localize(maps[i : i + 1], probs[i : i + 1], kernel, person_index, int(w), int(h), threshold)[0]
-        for i, (w, h) in enumerate(sizes)
-    ]
+    """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height),
+    by the run-time rule (:func:`gapstream.cam.localize`) at box ``threshold``."""
+    cfg = PostConfig(threshold=threshold)
+    cams = cam_batch(maps, kernel, np.argmax(probs, axis=1))
+    dets = [localize(c, p, person_index, int(w), int(h), cfg)[1] for c, p, (w, h) in zip(cams, probs, sizes)]
     return {
         "corloc": corloc(dets, gts),
         "ap50": average_precision(dets, gts, 0.5),

@@ -108,6 +108,7 @@ def export(
         model = load_keras(model)
     info = model_info(model)
     kernel, bias = dense_weights(model)
+    stride = info["input_size"] // int(dual_output(model).outputs[1].shape[1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -118,7 +119,7 @@ def export(
             labels=list(LABELS), person_index=PERSON_INDEX,
             input_size=(info["input_size"], info["input_size"]),
             dense_kernel=kernel, dense_bias=bias, quantization=q,
-            backbone=info.get("backbone", "mobilenet"), alpha=info.get("alpha", 0.5),
+            backbone=info.get("backbone", "mobilenet"), alpha=info.get("alpha", 0.5), output_stride=stride,
             cam_threshold=cam_threshold, metrics=dict((metrics or {}).get(q, {})),
         )
         save_meta(meta, path)
