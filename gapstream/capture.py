@@ -21,6 +21,7 @@ import numpy as np
 from .config import SourceConfig
 from .errors import SourceError
 from .media import IMAGE_EXTS, VIDEO_EXTS
+from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
 
@@ -323,8 +324,7 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
             rgb = fit(rgb, slot_h, slot_w)
             h, w = rgb.shape[:2]
             ring.view(slot)["frame"][:h, :w] = rgb
-            ring.publish(slot, {"seq": seq, "index": seq, "pts": t, "h": h, "w": w,
-                                "t_cap": time.monotonic()})
+            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic()), seq)
             counters.add("captured")
             seq += 1
     finally:

@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,42 +22,16 @@ import numpy as np
 
 from . import capture, infer, post
 from .config import PipelineConfig, load_config
-from .detections import Detections
 from .errors import ModelError, PipelineError
 from .meta import load_meta
 from .paths import DEFAULT_MODEL
+from .results import Result
 from .ring import EOS, Ring
 from .sinks import build_sinks
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 
 log = logging.getLogger("gapstream")
-
-
-@dataclass
-class Result:
-    """One processed frame. ``frame`` is a view into shared memory, valid until the next
-    result is requested: copy it to keep it."""
-
-    index: int
-    pts: float
-    probs: np.ndarray
-    person_prob: float
-    is_person: bool
-    detections: Detections
-    cam: np.ndarray  # low-resolution CAM of the predicted class, in [0, 1]
-    frame: np.ndarray
-    latency_ms: float
-
-    def to_dict(self) -> dict:
-        return {
-            "frame": self.index,
-            "time": round(self.pts, 4),
-            "person_prob": round(self.person_prob, 4),
-            "person": self.is_person,
-            "boxes": self.detections.to_list(),
-            "latency_ms": round(self.latency_ms, 1),
-        }
 
 
 def resolve_model(path: str | None) -> Path:
@@ -153,18 +126,13 @@ class Pipeline:
                     continue
                 if item is EOS:
                     break
-                slot, m = item
-                result = Result(
-                    index=m["index"], pts=m["pts"], probs=m["probs"],
-                    person_prob=float(m["probs"][meta.person_index]), is_person=m["person"],
-                    detections=Detections(m["xyxy"], m["scores"]), cam=m["cam"],
-                    frame=frames.view(slot)["frame"][: m["h"], : m["w"]],
-                    latency_ms=(time.monotonic() - m["t_cap"]) * 1000,
-                )
+                slot, rec = item
+                frame = frames.view(slot)["frame"][: rec.h, : rec.w]
+                result = Result.from_record(rec, frame, meta.person_index, time.monotonic())
                 for s in sinks:
                     s.write(result)
-                m["t_out"] = time.monotonic()
-                monitor.frame_done(m)
+                rec.t_out = time.monotonic()
+                monitor.frame_done(rec)
                 counters.add("output")
                 monitor.maybe_log()
                 try:

@@ -45,18 +45,17 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 continue
             if item is EOS:
                 break
-            mslot, m = item
+            mslot, rec = item
             v = maps.view(mslot)
             probs = v["probs"].copy()
-            h, w = m["h"], m["w"]
-            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, w, h)
+            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h)
             maps.release(mslot)
             if annotate:
-                frame = frames.view(m["frame_slot"])["frame"][:h, :w]
+                frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
                 annotate_frame(frame, cam, is_person, det, float(probs[meta.person_index]), cfg)
-            m.update(probs=probs, cls=cls, person=is_person, xyxy=det.xyxy, scores=det.scores,
-                     cam=cam, t_post=time.monotonic())
-            results.put((m["frame_slot"], m))
+            rec.probs, rec.cls, rec.person, rec.cam = probs, cls, is_person, cam
+            rec.xyxy, rec.scores, rec.t_post = det.xyxy, det.scores, time.monotonic()
+            results.put((rec.frame_slot, rec))
             counters.add("posted")
     finally:
         results.put(EOS)

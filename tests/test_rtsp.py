@@ -24,7 +24,7 @@ import pytest
 from gapstream import Pipeline
 from gapstream.config import PipelineConfig, load_config
 from gapstream.errors import PipelineError
-from gapstream.pipeline import Result
+from gapstream.results import Result
 
 from .helpers import shm_segments
 
