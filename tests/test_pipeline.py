@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import pytest
 
 from gapstream import Pipeline
 from gapstream.config import load_config
-from gapstream.errors import PipelineError
+from gapstream.errors import OutputError, PipelineError
 
 from .helpers import gapstream_children, make_video, shm_segments
 
@@ -141,3 +142,19 @@ def test_run_time_path_never_imports_tensorflow(tiny_model: Path, video: Path) -
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "30 frames" in r.stdout
+
+
+def test_pipeline_leaves_the_callers_config_alone(tiny_model: Path, video: Path) -> None:
+    cfg = load_config(None, {"output.stats_interval": 0})
+    before = copy.deepcopy(cfg)
+    pipe = Pipeline(str(video), str(tiny_model), cfg)
+    assert cfg == before
+    assert pipe.config.source.uri == str(video) and pipe.config.model.path == str(tiny_model)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_sink_failure_is_an_output_error(tiny_model: Path, video: Path) -> None:
+    cfg = load_config(None, {"output.json": "/dev/full", "output.stats_interval": 0})
+    with pytest.raises(OutputError, match="/dev/full"):
+        for _ in Pipeline(str(video), str(tiny_model), cfg).run():
+            pass
