@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from gapstream.bench import accuracy_main
+from gapstream.bench.accuracy import accuracy_main
 
 if __name__ == "__main__":
     sys.exit(accuracy_main())

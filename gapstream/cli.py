@@ -90,7 +90,7 @@ def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from . import bench
+    from .bench import cli as bench
 
     p = sub.add_parser("bench", help="fps and latency benchmark (see benchmarks/)",
                        description="End-to-end fps and latency of gapstream and the alternatives.")
