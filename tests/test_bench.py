@@ -22,7 +22,7 @@ def _args(tmp_path: Path, clip: Path, model: Path, *extra: str) -> argparse.Name
     cli.add_args(p)
     return p.parse_args([
         "--quick", "--clip", str(clip), "--int8", str(model), "--float", str(model), "--keras", "none",
-        "--batches", "1,2", "--skip", "hog,live,float", "--out", str(tmp_path / "results"),
+        "--batch", "1,2", "--skip", "hog,live,float", "--out", str(tmp_path / "results"),
         "--work", str(tmp_path / "work"), "--command", "gapstream bench --test", *extra,
     ])
 

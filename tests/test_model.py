@@ -367,12 +367,12 @@ def test_cli_verbs_eval_writes_metrics(trained: dict, tmp_path: Path) -> None:
     model = copy_model(int8, tmp_path)  # a copy: the shared fixture's sidecar stays as it was
     p = argparse.ArgumentParser()
     cli_verbs.add_eval_args(p)
-    md, js = tmp_path / "eval.md", tmp_path / "eval.json"
-    args = p.parse_args(["--data", str(trained["root"]), "--models", str(model), "--out", str(md),
-                         "--json", str(js), "--write-meta", "--cache-dir", str(trained["tmp"] / "cache")])
+    out = tmp_path / "eval"
+    args = p.parse_args(["--data", str(trained["root"]), "--models", str(model), "--out", str(out),
+                         "--write-meta", "--cache-dir", str(trained["tmp"] / "cache")])
     assert cli_verbs.eval_main(args) == 0
-    assert "| int8 |" in md.read_text()
-    measured = json.loads(js.read_text())["models"]["int8"]
+    assert "| int8 |" in (out / "eval.md").read_text()
+    measured = json.loads((out / "eval.json").read_text())["models"]["int8"]
     meta = load_meta(model)  # hash still valid after the metrics update
     assert meta.metrics["n_test"] == 12
     assert meta.metrics["accuracy"] == round(measured["accuracy"], 4)

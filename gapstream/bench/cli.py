@@ -9,12 +9,6 @@ import time
 from pathlib import Path
 
 from ..paths import BENCH_WORK_DIR, RESULTS_DIR, SAMPLE
-from .baselines import hog_python
-from .clips import CLIP_SIZES, make_clip, probe_clip
-from .machine import cpu_seconds, machine_info, system_busy_s
-from .plan import plan_rows, resolve_models
-from .report import plot, render_markdown, render_readme_snippet, targets
-from .runner import REFERENCE, measure, run_worker
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -40,7 +34,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
                         "runs/**/best.keras, else a random-weight MobileNet); 'none' skips the row")
     p.add_argument("--standin-backbone", default="mobilenet", choices=["mobilenet", "tiny"],
                    help=argparse.SUPPRESS)
-    p.add_argument("--batches", default="1,4,8", help="pipeline batch sizes (default 1,4,8)")
+    p.add_argument("--batch", default="1,4,8", metavar="N[,N...]",
+                   help="pipeline batch sizes, comma-separated (default 1,4,8)")
     p.add_argument("--hog-python", metavar="PYTHON",
                    help="interpreter whose OpenCV has HOGDescriptor for the HOG rows (default: this one)")
     p.add_argument("--skip", default="", metavar="ROWS",
@@ -53,6 +48,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Measure every planned row, then write the report, the README table and the plots."""
+    # Imported here: building the CLI parser (gapstream --help) must not load PyAV or OpenCV.
+    from .baselines import hog_python
+    from .clips import CLIP_SIZES, make_clip, probe_clip
+    from .machine import cpu_seconds, machine_info, system_busy_s
+    from .plan import plan_rows, resolve_models
+    from .report import plot, render_markdown, render_readme_snippet, targets
+    from .runner import REFERENCE, measure, run_worker
+
     t_start = time.monotonic()
     work = Path(args.work)
     out = Path(args.out)
@@ -61,8 +65,8 @@ def main(args: argparse.Namespace) -> int:
     if args.quick:
         args.frames = min(args.frames, 40)
         args.slow_frames = min(args.slow_frames, 10)
-        if args.batches == "1,4,8":
-            args.batches = "1,4"
+        if args.batch == "1,4,8":
+            args.batch = "1,4"
     command = args.command or "gapstream bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"]
                                                               else sys.argv[1:])
     machine = machine_info()

@@ -79,7 +79,7 @@ def plan_rows(args: argparse.Namespace, clips: list[dict], models: dict, hog_py:
               work: Path) -> list[dict]:
     """The measurements to make, in order: (label, spec, runner options)."""
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    batches = [int(b) for b in args.batch.split(",") if b.strip()]
     slow = args.slow_frames
     scratch = str(work / "tmp")
     rows: list[dict] = []

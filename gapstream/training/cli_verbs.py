@@ -43,7 +43,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "tiny"])
     p.add_argument("--input-size", type=int, default=224, metavar="PX")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, metavar="N", help="training batch size (default 32)")
     p.add_argument("--lr", type=float, default=5e-4, help="initial Adam learning rate (cosine decay)")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation of the dense layer")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the dense layer")
@@ -54,7 +54,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shear", type=float, default=0.1, help="max random shear")
     p.add_argument("--zoom", type=float, default=0.15, help="max random zoom (+- fraction)")
     p.add_argument("--color", type=float, default=0.0, help="brightness/contrast jitter strength (0 = off)")
-    p.add_argument("--out", default="runs/train", help="output folder (best.keras, log.csv, train.json)")
+    p.add_argument("--out", default="runs/train", metavar="DIR",
+                   help="output folder (best.keras, log.csv, train.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/gapstream)")
 
@@ -66,7 +67,7 @@ def train_main(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=args.data, weights=args.weights, alpha=args.alpha, backbone=args.backbone,
-        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
         l2=args.l2, dropout=args.dropout, val_fraction=args.val_fraction, seed=args.seed, out=args.out,
         augment=args.augment, shift=args.shift, shear=args.shear, zoom=args.zoom, color=args.color,
         cache_dir=args.cache_dir,
@@ -85,7 +86,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keras", required=True, metavar="PATH", help="trained model, e.g. runs/train/best.keras")
     p.add_argument("--data", metavar="INRIA_ROOT",
                    help="INRIA Person root: training images calibrate the int8 model (required for int8)")
-    p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default: models/)")
+    p.add_argument("--out", default=str(MODELS_DIR), metavar="DIR", help="output folder (default: models/)")
     p.add_argument("--num-calib", type=int, default=200, help="calibration images for int8 (default 200)")
     p.add_argument("--quantization", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
     p.add_argument("--threshold", type=float, metavar="T",
@@ -127,10 +128,10 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keras", metavar="PATH", help="also evaluate this Keras model (needs TensorFlow)")
     p.add_argument("--threshold", type=float, metavar="T",
                    help="CAM box threshold, a fraction of the max (default: the first model's own)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, metavar="N", help="inference batch size (default 32)")
     p.add_argument("--threads", type=int, help="TFLite interpreter threads")
-    p.add_argument("--out", metavar="MARKDOWN", help="also write the table here")
-    p.add_argument("--json", metavar="JSON", help="write all numbers here")
+    p.add_argument("--out", metavar="DIR",
+                   help="also write the table (eval.md) and all numbers (eval.json) to this folder")
     p.add_argument("--tune-threshold", action="store_true",
                    help="choose the CAM box threshold by CorLoc on the validation split (with the "
                         "int8 model, else the first) and evaluate with it")
@@ -167,14 +168,15 @@ def eval_main(args: argparse.Namespace) -> int:
         threshold = args.threshold
     else:  # the threshold the model runs with
         threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
-    result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch_size,
+    result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch,
                       args.threads, args.cache_dir)
     table = render_markdown(result)
     print(table, end="")
     if args.out:
-        Path(args.out).write_text(table)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.md").write_text(table)
+        (out / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
     if args.write_meta:
         from .export import update_metrics
         from .inria import find_root
