@@ -77,7 +77,10 @@ def test_result_fields(tiny_model: Path, video: Path) -> None:
     assert first.frame.shape == (120, 160, 3) and first.frame.dtype == np.uint8
     assert first.probs.shape == (2,) and abs(float(first.probs.sum()) - 1) < 1e-3
     assert first.cam.shape == (2, 2) and first.cam.min() >= 0 and first.cam.max() <= 1
-    assert isinstance(first.to_dict()["boxes"], list)
+    d = first.to_dict()
+    assert d["frame"] == first.index == 0 and d["person"] == first.is_person
+    assert d["person_prob"] == round(float(first.probs[1]), 4)
+    assert len(d["boxes"]) == len(first.detections) and (first.is_person or not d["boxes"])
 
 
 def test_breaking_out_early_cleans_up(tiny_model: Path) -> None:
