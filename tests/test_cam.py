@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from gapstream.annotate import blend
-from gapstream.cam import boxes_from_cam, cam_batch, localize, upsample
+from gapstream.cam import boxes_from_cam, cam_batch, cam_peaks, localize, split_by_peaks, upsample
 from gapstream.config import PostConfig
 from gapstream.metrics import iou
 
@@ -83,3 +85,44 @@ def test_upsample_and_blend_in_place() -> None:
     frame = np.zeros((48, 64, 3), np.uint8)
     blend(frame, cam, 0.5)
     assert frame.any()
+
+
+def _two_blobs(gap_value: float) -> np.ndarray:
+    """A 16x28 CAM with two persons side by side joined by a saddle of ``gap_value``."""
+    cam = np.zeros((16, 28), np.float32)
+    yy, xx = np.mgrid[0:16, 0:28]
+    for cx, peak in ((10, 1.0), (16, 0.9)):
+        cam = np.maximum(cam, peak * np.exp(-((xx - cx) ** 2 / 16 + (yy - 8) ** 2 / 12)))
+    cam[:, 13] = np.minimum(cam[:, 13], gap_value)
+    return cam
+
+
+def test_two_blobs_give_two_boxes_one_per_peak() -> None:
+    cam = _two_blobs(0.5)
+    cfg = PostConfig(threshold=0.2, box_resolution=448, min_area=0.0)
+    person, det = localize(cam, np.array([0.1, 0.9]), 1, 1280, 720, cfg)
+    assert person and len(det) == 2
+    left, right = sorted(det.xyxy.tolist())
+    # The split lies at the saddle (cell 13 of 28 -> x = 13.5 / 28 * 1280 = 617 px).
+    assert left[2] <= right[0] + 1 and abs(left[2] - 617) < 50
+    assert left[0] < 10 / 28 * 1280 < left[2] and right[0] < 16 / 28 * 1280 < right[2]
+    # Without the split the paper's rule merges the group into one box.
+    _, merged = localize(cam, np.array([0.1, 0.9]), 1, 1280, 720, replace(cfg, split_peaks=False))
+    assert len(merged) == 1 and merged.xyxy[0, 0] == left[0] and merged.xyxy[0, 2] == right[2]
+
+
+def test_one_blob_stays_one_box_and_weak_peaks_do_not_split() -> None:
+    cam = _two_blobs(0.5)
+    cfg = PostConfig(threshold=0.2, min_area=0.0)
+    one = np.exp(-((np.mgrid[0:16, 0:28][1] - 14) ** 2 / 8 + (np.mgrid[0:16, 0:28][0] - 8) ** 2 / 12))
+    assert len(cam_peaks(one.astype(np.float32), 0.5)) == 1
+    assert len(localize(one.astype(np.float32), np.array([0.1, 0.9]), 1, 448, 256, cfg)[1]) == 1
+    # A second peak below peak_floor does not make a second box.
+    assert len(localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(cfg, peak_floor=0.95))[1]) == 1
+
+
+def test_split_by_peaks_labels_every_cell_from_the_nearest_basin() -> None:
+    cam = _two_blobs(0.3)
+    labels = split_by_peaks(cam, cam_peaks(cam, 0.5))
+    assert set(np.unique(labels)) == {1, 2}
+    assert labels[8, 5] != labels[8, 20] and labels[8, 10] == labels[8, 5] and labels[8, 16] == labels[8, 20]
