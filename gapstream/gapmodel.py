@@ -24,22 +24,21 @@ class GapModel:
     partial batches never pay for padding or re-allocation twice.
     """
 
-    def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, num_threads: int | None = None,
+                 input_size: tuple[int, int] | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} not found")
         self.meta: ModelMeta = load_meta(self.path)
         self.num_threads = num_threads
+        # Fully convolutional models run at any input size (see ModelMeta.input_size_for).
+        self.input_size: tuple[int, int] = tuple(input_size or self.meta.input_size)  # type: ignore[assignment]
         self._interpreters: dict[int, tuple[Any, dict, dict, dict]] = {}
         self._get(1)  # validate the graph now, not in the middle of a stream
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.meta.input_size
-
     def preprocess(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Resize one RGB uint8 frame to the model input size."""
-        h, w = self.meta.input_size
+        h, w = self.input_size
         return cv2.resize(frame, (w, h), dst=out, interpolation=_RESIZE.get(self.meta.resize, 1))
 
     def _get(self, n: int) -> tuple[Any, dict, dict, dict]:
@@ -49,9 +48,9 @@ class GapModel:
         inp = interp.get_input_details()
         if len(inp) != 1:
             raise ModelError(f"{self.path}: expected one input, found {len(inp)}")
-        h, w = self.meta.input_size
+        h, w = self.input_size
         try:
-            if n != int(inp[0]["shape"][0]):
+            if [n, h, w] != [int(v) for v in inp[0]["shape"][:3]]:
                 interp.resize_tensor_input(inp[0]["index"], [n, h, w, 3], strict=False)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:

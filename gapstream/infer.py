@@ -41,11 +41,11 @@ def collect_batch(ring: Ring, first: tuple[int, FrameRecord], size: int, timeout
     return batch, False
 
 
-def run_stage(model_path: str, mcfg: ModelConfig, icfg: InferConfig, frames: Ring, maps: Ring,
-              stop: Any, counters: Any) -> None:
+def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, icfg: InferConfig,
+              frames: Ring, maps: Ring, stop: Any, counters: Any) -> None:
     """Inference process: resize once, run batches, publish probabilities and conv maps."""
     try:
-        model = GapModel(model_path, mcfg.num_threads or None)
+        model = GapModel(model_path, mcfg.num_threads or None, input_size)
         h, w = model.input_size
         out_shape = maps.view(0)["maps"].shape
         buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)

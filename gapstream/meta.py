@@ -27,7 +27,7 @@ class ModelMeta:
 
     labels: list[str]
     person_index: int
-    input_size: tuple[int, int]  # (height, width)
+    input_size: tuple[int, int]  # (height, width) trained at; with keep_aspect, its long side is kept
     dense_kernel: np.ndarray  # (C, num_classes)
     dense_bias: np.ndarray  # (num_classes,)
     # Input is RGB uint8 in [0, 255]; the graph itself rescales to the backbone's range.
@@ -38,9 +38,30 @@ class ModelMeta:
     backbone: str = "mobilenet"
     alpha: float = 0.5
     output_stride: int = 32  # input pixels per conv-map cell
+    # "fixed": every frame is resized to input_size. "keep_aspect": the network is fully
+    # convolutional, so each source gets an input of the same long side and its own aspect ratio.
+    input_mode: str = "fixed"
+    pooling: str = "gap"  # how the graph pools the class score map into probabilities
     cam_threshold: float = PAPER_THRESHOLD  # box threshold; eval --tune-threshold tunes it
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
+
+    def input_size_for(self, height: int, width: int) -> tuple[int, int]:
+        """The network input (h, w) for frames of ``height x width``.
+
+        ``keep_aspect`` models keep the trained long side and the frame's aspect ratio,
+        rounded to whole conv-map cells, so small persons are not squashed.
+        """
+        if self.input_mode != "keep_aspect":
+            return self.input_size
+        long_side, cell = max(self.input_size), self.output_stride
+        s = long_side / max(height, width, 1)
+        return (max(cell, round(height * s / cell) * cell), max(cell, round(width * s / cell) * cell))
+
+    def maps_shape(self, input_size: tuple[int, int]) -> tuple[int, int, int]:
+        """Shape (h, w, C) of the conv maps for an input of ``input_size``."""
+        ih, iw = input_size
+        return (-(-ih // self.output_stride), -(-iw // self.output_stride), self.dense_kernel.shape[0])
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -71,6 +92,8 @@ class ModelMeta:
                 backbone=d.get("backbone", "mobilenet"),
                 alpha=float(d.get("alpha", 0.5)),
                 output_stride=int(d.get("output_stride", 32)),
+                input_mode=d.get("input_mode", "fixed"),
+                pooling=d.get("pooling", "gap"),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),

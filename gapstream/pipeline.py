@@ -61,6 +61,7 @@ class Plan:
     post: PostConfig  # with the box threshold resolved (the model's own unless configured)
     annotate: bool
     frame_slots: int
+    input_size: tuple[int, int]  # network input (h, w) for this source
     maps_shape: tuple[int, int, int]  # conv maps per frame (h, w, C)
 
 
@@ -112,11 +113,10 @@ class Pipeline:
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-        ih, iw = meta.input_size
-        stride = meta.output_stride
+        input_size = meta.input_size_for(info.height, info.width)
         return Plan(model_path, meta, info, post_cfg, annotate,
                     frame_slots=max(slots, cfg.infer.batch_size + 1),
-                    maps_shape=(-(-ih // stride), -(-iw // stride), meta.dense_kernel.shape[0]))
+                    input_size=input_size, maps_shape=meta.maps_shape(input_size))
 
     def run(self) -> Iterator[Result]:
         """Start the stages and yield results until the source ends or ``stop()`` is called."""
@@ -143,8 +143,8 @@ class Pipeline:
         results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
         stages = {
             "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
-            "infer": (infer.run_stage, (str(plan.model_path), cfg.model, cfg.infer, frames, maps, stop,
-                                        counters)),
+            "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
+                                        frames, maps, stop, counters)),
             "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
                                       counters)),
         }
