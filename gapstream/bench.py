@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .credentials import redact_text
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -1096,13 +1098,13 @@ def main(args: argparse.Namespace) -> int:
                          "average during the run (busy CPU time of the machine minus this benchmark's own): "
                          "the numbers are pessimistic and noisy; re-run on an idle machine.")
     report["seconds"] = time.monotonic() - t_start
-    md = render_markdown(report)
+    md = redact_text(render_markdown(report))  # reports get shared: no source passwords
     (out / "results.md").write_text(md)
-    (out / "README_table.md").write_text(render_readme_snippet(report))
+    (out / "README_table.md").write_text(redact_text(render_readme_snippet(report)))
     for r in rows:
         r.pop("spec", None)
         r.pop("python", None)
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "results.json").write_text(redact_text(json.dumps(report, indent=1, default=str)) + "\n")
     if not args.no_plot:
         try:
             plot(report, out)
@@ -1233,11 +1235,11 @@ def accuracy_main(argv: list[str] | None = None) -> int:
         threshold = load_meta(models[0]).cam_threshold if models else 0.2
     result = accuracy(args.data, models, args.hog_python, threshold, skip_hog=args.no_hog)
     command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = render_accuracy(result, args.data, command.strip())
+    md = redact_text(render_accuracy(result, args.data, command.strip()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.md").write_text(md)
-    (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (out / "accuracy.json").write_text(redact_text(json.dumps(result, indent=1, default=str)) + "\n")
     print(md)
     return 0
 

@@ -139,7 +139,7 @@ class Pipeline:
                 p.start()
                 procs.append(p)
             log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
-                     info.uri, info.kind, info.width, info.height, info.fps,
+                     info.name, info.kind, info.width, info.height, info.fps,
                      ", live" if info.live else "", model_path.name, cfg.infer.batch_size)
             monitor = StatsMonitor(counters, cfg.output.stats_interval, lambda: frames.dropped)
             source_error: str | None = None

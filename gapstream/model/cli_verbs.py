@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..credentials import redact_text
 from ..errors import GapstreamError
 
 log = logging.getLogger("gapstream")
@@ -159,12 +160,12 @@ def eval_main(args: argparse.Namespace) -> int:
               "(CorLoc % " + ", ".join(f"{t}: {100 * c:.1f}" for t, c in sweep.items()) + ")")
     result = evaluate(args.data, list(models), args.keras, args.threshold, args.seed, args.batch_size,
                       args.threads, args.cache_dir)
-    table = render_markdown(result)
+    table = redact_text(render_markdown(result))  # reports get shared: no source passwords
     print(table, end="")
     if args.out:
         Path(args.out).write_text(table)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.json).write_text(redact_text(json.dumps(result, indent=1)) + "\n")
     if args.write_meta:
         from ..meta import load_meta, save_meta
         from .inria import find_root
