@@ -33,7 +33,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run the pipeline on SOURCE: a video file, rtsp:// or http:// stream, /dev/videoN, "
         "an image folder or glob, or synthetic://?width=W&height=H&frames=N[&live=1].",
     )
-    p.add_argument("source")
+    p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
+                   "${VAR} takes a password from the environment)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
     p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
     p.add_argument("--show", action="store_true", help="display the annotated frames in a window")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 
+from gapstream.config import load_config
 from gapstream.credentials import RedactingFormatter, expand_env, redact_text, redact_url
 from gapstream.errors import ConfigError
 
@@ -91,3 +93,25 @@ def test_expand_env_unset_variable_names_key_and_variable() -> None:
 def test_expand_env_malformed_reference_is_an_error(value: str) -> None:
     with pytest.raises(ConfigError, match=r"config key 'source.uri': bad variable reference"):
         expand_env({"source": {"uri": value}}, environ=ENV)
+
+
+def test_load_config_expands_the_file_but_not_overrides(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAM1_PASSWORD", "s3cret")
+    cfg_file = tmp_path / "cam.yaml"
+    cfg_file.write_text("source:\n  uri: rtsp://admin:${CAM1_PASSWORD}@cam1/stream\n")
+    assert load_config(cfg_file).source.uri == "rtsp://admin:s3cret@cam1/stream"
+    # The command line has been through the shell already: no second expansion.
+    cfg = load_config(cfg_file, {"output.json": "out/${CAM1_PASSWORD}.jsonl"})
+    assert cfg.output.json == "out/${CAM1_PASSWORD}.jsonl"
+
+
+def test_load_config_unset_variable_is_one_clear_error(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAM9_PASSWORD", raising=False)
+    cfg_file = tmp_path / "cam.yaml"
+    cfg_file.write_text("source:\n  uri: rtsp://admin:${CAM9_PASSWORD}@cam9/stream\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg_file)
+    assert str(err.value) == (f"{cfg_file}: config key 'source.uri': "
+                              "environment variable CAM9_PASSWORD is not set")
