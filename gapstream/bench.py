@@ -42,8 +42,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .credentials import redact_text
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -1017,6 +1015,8 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .credentials import redact_text
+
     t_start = time.monotonic()
     work = Path(args.work)
     out = Path(args.out)
@@ -1208,6 +1208,8 @@ def render_accuracy(result: dict, data: str, command: str) -> str:
 
 
 def accuracy_main(argv: list[str] | None = None) -> int:
+    from .credentials import redact_text
+
     p = argparse.ArgumentParser(
         description="INRIA test split: gapstream vs OpenCV HOG (accuracy, CorLoc, AP@0.5)")
     default_data = ROOT / "data" / "INRIAPerson"
