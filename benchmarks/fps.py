@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end fps, latency, CPU and memory: gapstream vs the naive reference vs OpenCV HOG.
 
-The same as ``gapstream bench`` (the implementation is gapstream/bench.py); see
+The same as ``gapstream bench`` (the implementation is the gapstream.bench package); see
 benchmarks/README.md. Writes benchmarks/results/{results.md,results.json,README_table.md,
 fps.png,latency.png}.
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gapstream import bench
+from gapstream.bench import cli as bench
 
 
 def main(argv: list[str] | None = None) -> int:

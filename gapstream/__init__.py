@@ -1,9 +1,31 @@
-"""gapstream: person detection and localisation in video with GAP class activation maps."""
+"""gapstream: person detection and localisation in video with GAP class activation maps.
 
-from .config import PipelineConfig, load_config
-from .detections import Detections
-from .errors import GapstreamError
-from .pipeline import Pipeline, Result
+The public names load on first use, so that ``import gapstream`` (and ``gapstream --help``)
+stays light: PyAV, OpenCV and the TFLite runtime are imported only when a pipeline is built.
+"""
 
-__version__ = "0.1.0"
-__all__ = ["Detections", "GapstreamError", "Pipeline", "PipelineConfig", "Result", "load_config"]
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import Any
+
+_EXPORTS = {
+    "Detections": "detections", "GapstreamError": "errors", "Pipeline": "pipeline",
+    "PipelineConfig": "config", "Result": "results", "load_config": "config",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        try:
+            return metadata.version("gapstream")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            return "0+unknown"
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'gapstream' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -1,11 +1,17 @@
-"""Class Activation Maps (Zhou et al., CVPR 2016): heat-maps, boxes and blending."""
+"""Class Activation Maps (Zhou et al., CVPR 2016): the maps and the boxes drawn from them.
+
+Drawing them on frames is :mod:`gapstream.annotate`'s job."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from .config import PostConfig
 from .detections import Detections
+
+#: The paper's box rule keeps the pixels above 20% of the CAM's maximum.
+PAPER_THRESHOLD = 0.2
 
 
 def cam_batch(maps: np.ndarray, kernel: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -31,7 +37,7 @@ def upsample(cam: np.ndarray, width: int, height: int, cubic: bool = False) -> n
 
 
 def boxes_from_cam(
-    cam: np.ndarray, threshold: float = 0.2, min_area: float = 0.0, score_scale: float = 1.0
+    cam: np.ndarray, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0, score_scale: float = 1.0
 ) -> Detections:
     """The paper's rule: keep pixels above ``threshold * max``; one box per connected component.
 
@@ -67,36 +73,21 @@ def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
     return Detections(det.xyxy * np.array([sx, sy, sx, sy], np.float32), det.scores)
 
 
-def blend(frame: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> None:
-    """Blend a JET heat-map of ``cam`` (frame-sized, [0, 1]) onto an RGB ``frame`` in place."""
-    heat = cv2.applyColorMap((cam * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    cv2.cvtColor(heat, cv2.COLOR_BGR2RGB, dst=heat)
-    cv2.addWeighted(frame, 1.0 - alpha, heat, alpha, 0.0, dst=frame)
+def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, height: int,
+             cfg: PostConfig) -> tuple[bool, Detections]:
+    """The one localisation rule, used at run time and in evaluation: (person?, boxes in frame pixels).
 
-
-def draw(frame: np.ndarray, det: Detections, prob: float | None = None) -> None:
-    """Draw boxes (and the frame-level person probability) on an RGB frame in place."""
-    thick = max(1, round(min(frame.shape[:2]) / 240))
-    for (x1, y1, x2, y2), s in zip(det.xyxy.astype(int), det.scores):
-        cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), thick)
-        cv2.putText(frame, f"person {s:.2f}", (x1 + 2, max(y1 - 4, 12)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 255, 0), thick)
-    if prob is not None:
-        cv2.putText(frame, f"p(person)={prob:.2f}", (8, 20 * thick),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thick, (255, 255, 255), thick)
-
-
-def localize(
-    maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
-    width: int, height: int, threshold: float = 0.2, min_area: float = 0.0,
-) -> list[Detections]:
-    """Person boxes in ``width x height`` pixels for a batch, from the person-class CAM.
-
-    Used by evaluation: the CAM of the person class is taken regardless of the
-    prediction, and boxes are scored by the person probability.
+    ``cam`` is the low-resolution CAM of the predicted class. A frame is a person frame when
+    that class is the person and its probability reaches ``cfg.score_threshold``; only then
+    are boxes found, on the CAM upsampled to at most ``cfg.box_resolution`` on its longer
+    side and scaled to the frame (the same components at a fraction of the cost of full
+    size). ``cfg.threshold`` must be resolved: the model's own comes from its metadata.
     """
-    cams = cam_batch(maps, kernel, np.full(len(maps), person_index))
-    return [
-        boxes_from_cam(upsample(c, width, height), threshold, min_area, float(p[person_index]))
-        for c, p in zip(cams, probs)
-    ]
+    assert cfg.threshold is not None
+    prob = float(probs[person_index])
+    if int(np.argmax(probs)) != person_index or prob < cfg.score_threshold:
+        return False, Detections.empty()
+    s = min(1.0, cfg.box_resolution / max(width, height))
+    bw, bh = max(1, round(width * s)), max(1, round(height * s))
+    det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob)
+    return True, scale_boxes(det, width / bw, height / bh)

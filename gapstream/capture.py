@@ -21,12 +21,12 @@ import numpy as np
 from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
+from .media import IMAGE_EXTS, VIDEO_EXTS
+from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp", "http", "https")
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv"}
 
 
 @dataclass
@@ -332,8 +332,7 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
             rgb = fit(rgb, slot_h, slot_w)
             h, w = rgb.shape[:2]
             ring.view(slot)["frame"][:h, :w] = rgb
-            ring.publish(slot, {"seq": seq, "index": seq, "pts": t, "h": h, "w": w,
-                                "t_cap": time.monotonic()})
+            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic()), seq)
             counters.add("captured")
             seq += 1
     finally:

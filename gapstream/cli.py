@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
-    from .model import cli_verbs
+    from .training import cli_verbs
 
     for name, help_, add, fn in (
         ("train", "train the MobileNet-GAP classifier on INRIA Person", cli_verbs.add_train_args,
@@ -92,7 +92,7 @@ def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    from . import bench
+    from .bench import cli as bench
 
     p = sub.add_parser("bench", help="fps and latency benchmark (see benchmarks/)",
                        description="End-to-end fps and latency of gapstream and the alternatives.")

@@ -47,7 +47,7 @@ class InferConfig:
 @dataclass
 class PostConfig:
     # Box threshold as a fraction of the CAM maximum; None: the model's own (its metadata's
-    # cam_threshold, tuned on validation data; the paper used 0.2).
+    # cam_threshold, tuned on validation data; the paper used cam.PAPER_THRESHOLD).
     threshold: float | None = None
     score_threshold: float = 0.5  # person probability above which a frame gets boxes
     min_area: float = 0.005  # smallest box as a fraction of the frame area

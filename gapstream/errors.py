@@ -23,5 +23,9 @@ class DataError(GapstreamError):
     """A dataset path does not have the expected layout."""
 
 
+class OutputError(GapstreamError):
+    """An output (video, JSON Lines, window) cannot be opened or written."""
+
+
 class PipelineError(GapstreamError):
     """A pipeline stage failed."""

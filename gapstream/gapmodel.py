@@ -15,11 +15,6 @@ from .runtime import make_interpreter
 _RESIZE = {"bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 
 
-def default_model_path() -> Path:
-    """The shipped int8 model (models/ in a source checkout)."""
-    return Path(__file__).resolve().parent.parent / "models" / "gapstream_person_int8.tflite"
-
-
 class GapModel:
     """Batched inference on a GAP model: ``predict(frames) -> (probs, maps)``.
 

@@ -11,10 +11,11 @@ import numpy as np
 from .config import InferConfig, ModelConfig
 from .errors import ModelError
 from .gapmodel import GapModel
+from .results import FrameRecord
 from .ring import EOS, Ring
 
 
-def _next(ring: Ring, stop: Any) -> tuple[int, dict] | None:
+def _next(ring: Ring, stop: Any) -> tuple[int, FrameRecord] | None:
     while not stop.is_set():
         try:
             return ring.get(timeout=0.1)
@@ -23,8 +24,8 @@ def _next(ring: Ring, stop: Any) -> tuple[int, dict] | None:
     return EOS
 
 
-def collect_batch(ring: Ring, first: tuple[int, dict], size: int, timeout: float
-                  ) -> tuple[list[tuple[int, dict]], bool]:
+def collect_batch(ring: Ring, first: tuple[int, FrameRecord], size: int, timeout: float
+                  ) -> tuple[list[tuple[int, FrameRecord]], bool]:
     """Add to ``first`` what arrives within ``timeout`` s, up to ``size``; returns (batch, eos)."""
     batch = [first]
     deadline = time.monotonic() + timeout
@@ -55,22 +56,22 @@ def run_stage(model_path: str, mcfg: ModelConfig, icfg: InferConfig, frames: Rin
                 break
             batch, eos = collect_batch(frames, first, icfg.batch_size, icfg.batch_timeout_ms / 1000)
             t0 = time.monotonic()
-            for i, (slot, m) in enumerate(batch):
-                model.preprocess(frames.view(slot)["frame"][: m["h"], : m["w"]], out=buf[i])
+            for i, (slot, rec) in enumerate(batch):
+                model.preprocess(frames.view(slot)["frame"][: rec.h, : rec.w], out=buf[i])
             probs, fmaps = model.predict(buf[: len(batch)])
             if first_run and fmaps.shape[1:] != out_shape:
                 raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} differ from {out_shape}")
             first_run = False
             t1 = time.monotonic()
-            for i, (slot, m) in enumerate(batch):
+            for i, (slot, rec) in enumerate(batch):
                 mslot = maps.acquire(stop)
                 if mslot is None:
                     return
                 v = maps.view(mslot)
                 v["probs"][:] = probs[i]
                 v["maps"][:] = fmaps[i]
-                m.update(frame_slot=slot, t_inf0=t0, t_inf=t1, batch=len(batch))
-                maps.publish(mslot, m)
+                rec.frame_slot, rec.t_inf0, rec.t_inf, rec.batch = slot, t0, t1, len(batch)
+                maps.publish(mslot, rec, rec.index)
             counters.add("inferred", len(batch))
             counters.add("batches")
             if eos:

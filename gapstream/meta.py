@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cam import PAPER_THRESHOLD
 from .errors import ModelError
 
 FORMAT = "gapstream-gap/1"
@@ -36,7 +37,8 @@ class ModelMeta:
     quantization: str = "float32"
     backbone: str = "mobilenet"
     alpha: float = 0.5
-    cam_threshold: float = 0.2
+    output_stride: int = 32  # input pixels per conv-map cell
+    cam_threshold: float = PAPER_THRESHOLD  # box threshold; eval --tune-threshold tunes it
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
 
@@ -68,7 +70,8 @@ class ModelMeta:
                 quantization=d.get("quantization", "float32"),
                 backbone=d.get("backbone", "mobilenet"),
                 alpha=float(d.get("alpha", 0.5)),
-                cam_threshold=float(d.get("cam_threshold", 0.2)),
+                output_stride=int(d.get("output_stride", 32)),
+                cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),
             )

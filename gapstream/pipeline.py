@@ -2,12 +2,16 @@
 
     for result in gapstream.Pipeline("clip.mp4").run():
         print(result.index, result.person_prob, result.detections.xyxy)
+
+A run has three steps: :meth:`Pipeline.plan` decides everything that can fail before a process
+starts (model, source, ring sizes); ``_start`` opens the rings, the stage processes, the sinks and
+the signal handler on one ExitStack, so that they are all released however the run ends; and
+``_results`` is the loop that hands each result to the sinks and the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing as mp
 import queue
@@ -15,55 +19,30 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import capture, infer, post
-from .config import PipelineConfig, load_config
-from .detections import Detections
-from .errors import GapstreamError, ModelError, PipelineError
-from .gapmodel import default_model_path
-from .meta import load_meta
+from .capture import SourceInfo
+from .config import PipelineConfig, PostConfig, load_config
+from .errors import ModelError, PipelineError
+from .meta import ModelMeta, load_meta
+from .paths import DEFAULT_MODEL
+from .results import Result
 from .ring import EOS, Ring
-from .sinks import build_sinks
+from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 
 log = logging.getLogger("gapstream")
 
 
-@dataclass
-class Result:
-    """One processed frame. ``frame`` is a view into shared memory, valid until the next
-    result is requested: copy it to keep it."""
-
-    index: int
-    pts: float
-    probs: np.ndarray
-    person_prob: float
-    is_person: bool
-    detections: Detections
-    cam: np.ndarray  # low-resolution CAM of the predicted class, in [0, 1]
-    frame: np.ndarray
-    latency_ms: float
-
-    def to_dict(self) -> dict:
-        return {
-            "frame": self.index,
-            "time": round(self.pts, 4),
-            "person_prob": round(self.person_prob, 4),
-            "person": self.is_person,
-            "boxes": self.detections.to_list(),
-            "latency_ms": round(self.latency_ms, 1),
-        }
-
-
 def resolve_model(path: str | None) -> Path:
     """The model to use: the given path or the shipped int8 model."""
-    p = Path(path) if path else default_model_path()
+    p = Path(path) if path else DEFAULT_MODEL
     if not p.is_file():
         hint = "" if path else " (the shipped model is missing; pass --model PATH)"
         raise ModelError(f"model file {p} not found{hint}")
@@ -72,16 +51,43 @@ def resolve_model(path: str | None) -> Path:
     return p
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a run needs, decided (and checked) before any process starts."""
+
+    model_path: Path
+    meta: ModelMeta
+    source: SourceInfo
+    post: PostConfig  # with the box threshold resolved (the model's own unless configured)
+    annotate: bool
+    frame_slots: int
+    maps_shape: tuple[int, int, int]  # conv maps per frame (h, w, C)
+
+
+@dataclass
+class _Running:
+    """The parts of a started run that the result loop uses."""
+
+    frames: Ring
+    results: Any
+    errors: Any
+    counters: Counters
+    procs: list[Any]
+    sinks: list[Sink]
+    stop: Any
+
+
 class Pipeline:
     """A configured pipeline; ``run()`` yields a :class:`Result` per frame, in order."""
 
     def __init__(self, source: str | None = None, model: str | None = None,
                  config: PipelineConfig | str | None = None) -> None:
         cfg = config if isinstance(config, PipelineConfig) else load_config(config)
+        # Copies: the caller's config is never changed.
         if source is not None:
-            cfg.source.uri = str(source)
+            cfg = replace(cfg, source=replace(cfg.source, uri=str(source)))
         if model is not None:
-            cfg.model.path = str(model)
+            cfg = replace(cfg, model=replace(cfg.model, path=str(model)))
         self.config = cfg.validate()
         self.stats: StatsReport | None = None
         self._stop_requested = False
@@ -93,103 +99,101 @@ class Pipeline:
         """
         self._stop_requested = True
 
-    def run(self) -> Iterator[Result]:
-        """Start the stages and yield results until the source ends or ``stop()`` is called."""
+    def plan(self) -> Plan:
+        """Check the model and the source and size the rings; raises before anything starts."""
         cfg = self.config
         model_path = resolve_model(cfg.model.path)
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
         post_cfg = cfg.post
         if post_cfg.threshold is None:
-            post_cfg = dataclasses.replace(post_cfg, threshold=meta.cam_threshold)
+            post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
         annotate = cfg.output.annotate
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
-
-        ctx = mp.get_context("fork")
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-        slots = max(slots, cfg.infer.batch_size + 1)
         ih, iw = meta.input_size
-        fmap = (-(-ih // 32), -(-iw // 32), meta.dense_kernel.shape[0])
-        rings: list[Ring] = []
+        stride = meta.output_stride
+        return Plan(model_path, meta, info, post_cfg, annotate,
+                    frame_slots=max(slots, cfg.infer.batch_size + 1),
+                    maps_shape=(-(-ih // stride), -(-iw // stride), meta.dense_kernel.shape[0]))
+
+    def run(self) -> Iterator[Result]:
+        """Start the stages and yield results until the source ends or ``stop()`` is called."""
+        plan = self.plan()
+        with contextlib.ExitStack() as stack:
+            yield from self._results(plan, self._start(plan, stack))
+
+    def _start(self, plan: Plan, stack: contextlib.ExitStack) -> _Running:
+        """Rings, stage processes, sinks and the SIGTERM handler, each released by ``stack``."""
+        cfg, meta, info = self.config, plan.meta, plan.source
+        ctx = mp.get_context("fork")
+        stack.callback(_restore_sigterm, _install_sigterm())
+        frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
+        stack.callback(frames.close)
+        maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (plan.maps_shape, np.float32)},
+                    cfg.buffers.result_slots, ctx, "maps")
+        stack.callback(maps.close)
         procs: list[Any] = []
-        sinks: list[Any] = []
+        stack.callback(_shutdown, procs)
+        sinks = [stack.enter_context(open_sink()) for open_sink in sink_factories(cfg.output, info.fps,
+                                                                                  info.live)]
         stop = ctx.Event()
-        old_term = _install_sigterm()
-        try:
-            frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, slots, ctx, "frames")
-            rings.append(frames)
-            maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (fmap, np.float32)},
-                        cfg.buffers.result_slots, ctx, "maps")
-            rings.append(maps)
-            results = ctx.Queue()
-            errors = ctx.Queue()
-            counters = Counters(ctx)
-            sinks = build_sinks(cfg.output, info.fps, info.live)
-            stages = {
-                "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
-                "infer": (infer.run_stage, (str(model_path), cfg.model, cfg.infer, frames, maps, stop,
-                                            counters)),
-                "post": (post.run_stage, (meta, post_cfg, annotate, maps, frames, results, stop,
-                                          counters)),
-            }
-            for name, (fn, args) in stages.items():
-                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                                name=f"gapstream-{name}", daemon=True)
-                p.start()
-                procs.append(p)
-            log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
-                     info.name, info.kind, info.width, info.height, info.fps,
-                     ", live" if info.live else "", model_path.name, cfg.infer.batch_size)
-            monitor = StatsMonitor(counters, cfg.output.stats_interval, lambda: frames.dropped)
-            source_error: str | None = None
-            while True:
-                try:
-                    item = results.get(timeout=0.2)
-                except queue.Empty:
-                    source_error = _check(procs, errors, source_error)
-                    monitor.maybe_log()
-                    continue
-                if item is EOS:
-                    break
-                slot, m = item
-                result = Result(
-                    index=m["index"], pts=m["pts"], probs=m["probs"],
-                    person_prob=float(m["probs"][meta.person_index]), is_person=m["person"],
-                    detections=Detections(m["xyxy"], m["scores"]), cam=m["cam"],
-                    frame=frames.view(slot)["frame"][: m["h"], : m["w"]],
-                    latency_ms=(time.monotonic() - m["t_cap"]) * 1000,
-                )
-                for s in sinks:
-                    s.write(result)
-                m["t_out"] = time.monotonic()
-                monitor.frame_done(m)
-                counters.add("output")
-                monitor.maybe_log()
-                try:
-                    yield result
-                finally:
-                    frames.release(slot)
-                if self._stop_requested or any(getattr(s, "quit", False) for s in sinks):
-                    stop.set()
-            stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
-            for p in procs:
-                p.join(timeout=5)
-            source_error = _check(procs, errors, source_error, final=True)
-            self.stats = monitor.report()
-            if source_error:
-                raise PipelineError(source_error)
-        finally:
-            stop.set()
+        stack.callback(stop.set)  # first on the way out: every stage stops waiting
+        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
+        stages = {
+            "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
+            "infer": (infer.run_stage, (str(plan.model_path), cfg.model, cfg.infer, frames, maps, stop,
+                                        counters)),
+            "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
+                                      counters)),
+        }
+        for name, (fn, args) in stages.items():
+            p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
+                            name=f"gapstream-{name}", daemon=True)
+            p.start()
+            procs.append(p)
+        log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
+                 info.name, info.kind, info.width, info.height, info.fps,
+                 ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
+        return _Running(frames, results, errors, counters, procs, sinks, stop)
+
+    def _results(self, plan: Plan, run: _Running) -> Iterator[Result]:
+        """Results in order, through the sinks, until the stream ends; then the final checks."""
+        frames, sinks = run.frames, run.sinks
+        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: frames.dropped)
+        source_error: str | None = None
+        while True:
             try:
-                for s in sinks:
-                    with contextlib.suppress(Exception):
-                        s.close()
+                item = run.results.get(timeout=0.2)
+            except queue.Empty:
+                source_error = _check(run.procs, run.errors, source_error)
+                monitor.maybe_log()
+                continue
+            if item is EOS:
+                break
+            slot, rec = item
+            frame = frames.view(slot)["frame"][: rec.h, : rec.w]
+            result = Result.from_record(rec, frame, plan.meta.person_index, time.monotonic())
+            for s in sinks:
+                s.write(result)
+            rec.t_out = time.monotonic()
+            monitor.frame_done(rec)
+            run.counters.add("output")
+            monitor.maybe_log()
+            try:
+                yield result
             finally:
-                _shutdown(procs)
-                for r in rings:
-                    r.close()
-                _restore_sigterm(old_term)
+                frames.release(slot)
+            if self._stop_requested or any(s.quit for s in sinks):
+                run.stop.set()
+        run.stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
+        for p in run.procs:
+            p.join(timeout=5)
+        source_error = _check(run.procs, run.errors, source_error, final=True)
+        self.stats = monitor.report()
+        if source_error:
+            raise PipelineError(source_error)
 
 
 def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool = False) -> str | None:
@@ -245,14 +249,3 @@ def _restore_sigterm(old: Any) -> None:
     if old is not None:
         signal.signal(signal.SIGTERM, old)
 
-
-def run(source: str, model: str | None = None, config: str | None = None) -> StatsReport:
-    """Run a pipeline to the end, discarding results (sinks still write); returns its stats."""
-    pipe = Pipeline(source, model, config)
-    for _ in pipe.run():
-        pass
-    assert pipe.stats is not None
-    return pipe.stats
-
-
-__all__ = ["Pipeline", "Result", "GapstreamError", "run"]

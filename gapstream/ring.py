@@ -2,7 +2,7 @@
 
 A :class:`Ring` is one ``multiprocessing.shared_memory`` segment cut into fixed-size
 slots, each holding a few named numpy arrays plus a sequence number. Only slot indices
-and small metadata dicts travel on the queues; the pixels and feature maps are written
+and small per-frame records travel on the queues; the pixels and feature maps are written
 once and read in place through zero-copy numpy views.
 
 Life of a slot: the writer ``acquire``s a free slot, fills ``view(slot)``, and
@@ -125,9 +125,10 @@ class Ring:
                 if stop is not None and stop.is_set():
                     return None
 
-    def publish(self, slot: int, meta: dict) -> None:
-        """Hand a filled slot to the reader; ``meta['seq']`` is stamped into the slot."""
-        self.view(slot)["_seq"][0] = int(meta.get("seq", -1))
+    def publish(self, slot: int, meta: Any, seq: int = -1) -> None:
+        """Hand a filled slot and its small record ``meta`` to the reader; ``seq`` is stamped
+        into the slot."""
+        self.view(slot)["_seq"][0] = seq
         self.ready.put((slot, meta))
 
     def close_stream(self) -> None:
@@ -135,7 +136,7 @@ class Ring:
         self.ready.put(EOS)
 
     # -- reader side ---------------------------------------------------------------------
-    def get(self, timeout: float | None = None) -> tuple[int, dict] | None:
+    def get(self, timeout: float | None = None) -> tuple[int, Any] | None:
         """Next published ``(slot, meta)``, or None at end of stream; raises queue.Empty."""
         return self.ready.get(timeout=timeout)
 

@@ -1,30 +1,64 @@
-"""Sinks: where results go (annotated video, JSON Lines, a window)."""
+"""Sinks: where results go (annotated video, JSON Lines, a window).
+
+Every sink is a context manager implementing :class:`Sink`: it opens in its constructor (so
+that a bad path fails before any frame flows), writes one :class:`Result` at a time and
+closes on exit. Any failure to write is an :class:`OutputError`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any, Protocol
+from types import TracebackType
+from typing import IO, Any, Protocol, runtime_checkable
 
 import av
 import cv2
 
 from .config import OutputConfig
-from .errors import GapstreamError
+from .errors import OutputError
+from .media import add_video_stream, encode
+from .results import Result
 
 log = logging.getLogger("gapstream.sinks")
 
 
+@runtime_checkable
 class Sink(Protocol):
-    def write(self, result: Any) -> None: ...
+    """A consumer of results; ``quit`` turns true when the sink wants the pipeline to stop."""
 
-    def close(self) -> None: ...
+    quit: bool
+
+    def __enter__(self) -> Sink: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    def write(self, result: Result) -> None: ...
 
 
-class VideoSink:
+class _ClosingSink:
+    """Context-manager plumbing shared by the sinks: ``__exit__`` calls ``close``."""
+
+    quit = False
+
+    def __enter__(self) -> _ClosingSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release what the sink holds; safe to call twice."""
+
+
+class VideoSink(_ClosingSink):
     """Annotated video through PyAV; keeps the source frame rate.
 
     Offline frames get consecutive timestamps; live frames are placed by their capture
@@ -34,7 +68,7 @@ class VideoSink:
     def __init__(self, path: str, fps: float, live: bool, cfg: OutputConfig) -> None:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
-            raise GapstreamError(f"output folder {self.path.parent} does not exist")
+            raise OutputError(f"output folder {self.path.parent} does not exist")
         self.rate = Fraction(fps).limit_denominator(1001)
         self.live = live
         self.cfg = cfg
@@ -45,25 +79,20 @@ class VideoSink:
         try:
             self._container = av.open(str(self.path), mode="w")
         except (av.error.FFmpegError, ValueError) as exc:
-            raise GapstreamError(f"cannot write video {self.path}: {exc}") from None
+            raise OutputError(f"cannot write video {self.path}: {exc}") from None
 
-    def _open_stream(self, width: int, height: int) -> None:
-        codec = self.cfg.codec
-        if codec not in av.codecs_available:
-            log.warning("codec %s unavailable, using mpeg4", codec)
-            codec = "mpeg4"
-        st = self._container.add_stream(codec, rate=self.rate)
-        st.width, st.height = width - width % 2, height - height % 2
-        st.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            st.options = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
-        # No libavcodec thread_type here: x264 threads itself, and AUTO halved its speed.
-        self._stream = st
+    def write(self, result: Result) -> None:
+        try:
+            self._write(result)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"cannot write video {self.path}: {exc}") from None
 
-    def write(self, result: Any) -> None:
+    def _write(self, result: Result) -> None:
         frame = result.frame
         if self._stream is None:
-            self._open_stream(frame.shape[1], frame.shape[0])
+            # No libavcodec thread_type here: x264 threads itself, and AUTO halved its speed.
+            self._stream = add_video_stream(self._container, frame.shape[1], frame.shape[0], self.rate,
+                                            self.cfg.codec, self.cfg.crf, self.cfg.preset)
         st = self._stream
         if frame.shape[0] != st.height or frame.shape[1] != st.width:
             frame = frame[: st.height, : st.width]
@@ -74,23 +103,23 @@ class VideoSink:
         pts = self.frames if not self.live else max(self._last_pts + 1, round(result.pts * self.rate))
         vf.pts = self._last_pts = int(pts)
         vf.time_base = 1 / self.rate
-        for packet in st.encode(vf):
-            self._container.mux(packet)
+        encode(self._container, st, vf)
         self.frames += 1
 
     def close(self) -> None:
         if self._container is None:
             return
+        container, self._container = self._container, None
         try:
             if self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
+                encode(container, self._stream)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(f"cannot finish video {self.path}: {exc}") from None
         finally:
-            self._container.close()
-            self._container = None
+            container.close()
 
 
-class JsonlSink:
+class JsonlSink(_ClosingSink):
     """One JSON object per frame: index, timestamp, person probability, boxes with scores.
 
     Flushed at least every ``flush_every`` seconds so that live runs can be followed with
@@ -98,28 +127,35 @@ class JsonlSink:
     """
 
     def __init__(self, path: str, flush_every: float = 0.5) -> None:
+        self.path = path
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         try:
             self._f: IO[str] | None = open(path, "w", buffering=1 << 16)  # noqa: SIM115
         except OSError as exc:
-            raise GapstreamError(f"cannot write {path}: {exc.strerror}") from None
+            raise OutputError(f"cannot write {path}: {exc.strerror}") from None
 
-    def write(self, result: Any) -> None:
+    def write(self, result: Result) -> None:
         assert self._f is not None
-        self._f.write(json.dumps(result.to_dict()) + "\n")
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_every:
-            self._f.flush()
-            self._last_flush = now
+        try:
+            self._f.write(json.dumps(result.to_dict()) + "\n")
+            now = time.monotonic()
+            if now - self._last_flush >= self.flush_every:
+                self._f.flush()
+                self._last_flush = now
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
 
 
-class WindowSink:
+class WindowSink(_ClosingSink):
     """An OpenCV window; press q or Esc to stop."""
 
     def __init__(self, title: str = "gapstream") -> None:
@@ -128,32 +164,28 @@ class WindowSink:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
-            raise GapstreamError(
+            raise OutputError(
                 "--show needs OpenCV with GUI support and a display "
                 "(pip install opencv-python instead of opencv-python-headless)"
             ) from None
 
-    def write(self, result: Any) -> None:
+    def write(self, result: Result) -> None:
         cv2.imshow(self.title, cv2.cvtColor(result.frame, cv2.COLOR_RGB2BGR))
         if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
             self.quit = True
 
     def close(self) -> None:
-        cv2.destroyWindow(self.title)
+        with contextlib.suppress(cv2.error):  # the user may have closed the window already
+            cv2.destroyWindow(self.title)
 
 
-def build_sinks(cfg: OutputConfig, fps: float, live: bool) -> list[Any]:
-    """The sinks an output config asks for, opened now so that bad paths fail early."""
-    sinks: list[Any] = []
-    try:
-        if cfg.json:
-            sinks.append(JsonlSink(cfg.json))
-        if cfg.video:
-            sinks.append(VideoSink(cfg.video, fps, live, cfg))
-        if cfg.show:
-            sinks.append(WindowSink())
-    except GapstreamError:
-        for s in sinks:
-            s.close()
-        raise
-    return sinks
+def sink_factories(cfg: OutputConfig, fps: float, live: bool) -> list[Callable[[], Sink]]:
+    """How to open each sink an output config asks for (opened one by one by the caller's stack)."""
+    factories: list[Callable[[], Sink]] = []
+    if cfg.json:
+        factories.append(lambda: JsonlSink(cfg.json or ""))
+    if cfg.video:
+        factories.append(lambda: VideoSink(cfg.video or "", fps, live, cfg))
+    if cfg.show:
+        factories.append(WindowSink)
+    return factories

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .results import FrameRecord
+
 log = logging.getLogger("gapstream.stats")
 
 COUNTERS = ("captured", "reconnects", "inferred", "batches", "posted", "output")
@@ -29,15 +31,12 @@ class Counters:
         with self._arr.get_lock():
             self._arr[i] += n
 
-    def get(self, name: str) -> int:
-        return int(self._arr[COUNTERS.index(name)])
-
     def snapshot(self) -> dict[str, int]:
         with self._arr.get_lock():
             return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}
 
 
-# Per-frame timestamps stamped into the metadata by each stage, in pipeline order.
+# Per-frame timestamps stamped into the FrameRecord by each stage, in pipeline order.
 STAGES = (("queue", "t_cap", "t_inf0"), ("infer", "t_inf0", "t_inf"),
           ("post", "t_inf", "t_post"), ("sink", "t_post", "t_out"))
 
@@ -86,14 +85,14 @@ class StatsMonitor:
         self._stages: dict[str, deque[float]] = {s[0]: deque(maxlen=window) for s in STAGES}
         self.frames = 0
 
-    def frame_done(self, meta: dict) -> None:
+    def frame_done(self, rec: FrameRecord) -> None:
         self.frames += 1
-        t_cap = meta.get("t_cap")
-        if t_cap is not None and "t_out" in meta:
-            self._latency.append((meta["t_out"] - t_cap) * 1000)
+        if rec.t_out is not None:
+            self._latency.append((rec.t_out - rec.t_cap) * 1000)
         for name, a, b in STAGES:
-            if a in meta and b in meta:
-                self._stages[name].append((meta[b] - meta[a]) * 1000)
+            ta, tb = getattr(rec, a), getattr(rec, b)
+            if ta is not None and tb is not None:
+                self._stages[name].append((tb - ta) * 1000)
 
     def maybe_log(self) -> None:
         now = time.monotonic()

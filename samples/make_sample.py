@@ -16,7 +16,8 @@ import av
 import cv2
 import numpy as np
 
-from gapstream.model.composite import _feather, _images
+from gapstream.media import add_video_stream, encode
+from gapstream.training.composite import _feather, _images
 
 
 def main() -> None:
@@ -47,9 +48,7 @@ def main() -> None:
     n = int(args.seconds * args.fps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(args.out), "w") as out:
-        st = out.add_stream("libx264", rate=args.fps)
-        st.width, st.height, st.pix_fmt = W, H, "yuv420p"
-        st.options = {"crf": "28", "preset": "slow"}
+        st = add_video_stream(out, W, H, args.fps, crf=28, preset="slow")
         for i in range(n):
             t = i / args.fps
             x0 = int((bg.shape[1] - W) * (0.5 + 0.5 * np.sin(t / args.seconds * np.pi - np.pi / 2)))
@@ -68,10 +67,8 @@ def main() -> None:
                 m = mask[:, a - x : b - x]
                 frame[y : y + ph, a:b] = m * img[:, a - x : b - x] + (1 - m) * roi
             rgb = cv2.cvtColor(frame.astype(np.uint8), cv2.COLOR_BGR2RGB)
-            for pkt in st.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                out.mux(pkt)
-        for pkt in st.encode():
-            out.mux(pkt)
+            encode(out, st, rgb)
+        encode(out, st)
     print(f"wrote {args.out} ({n} frames, {args.out.stat().st_size / 1e6:.2f} MB)")
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from gapstream.meta import load_meta, save_meta
 
-from .conftest import make_video, shm_segments
+from .helpers import make_video, shm_segments
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -114,6 +114,27 @@ def test_help_for_each_verb(verb: str) -> None:
     r = subprocess.run([sys.executable, "-m", "gapstream", verb, "--help"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "usage: gapstream" in r.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["bench", "--help"], ["--version"]])
+def test_help_imports_neither_pyav_nor_opencv(argv: list[str]) -> None:
+    code = ("import sys\nfrom gapstream.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('av', 'cv2', 'tensorflow') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    from importlib import metadata
+
+    import gapstream
+
+    assert gapstream.__version__ == metadata.version("gapstream")
+    r = subprocess.run([sys.executable, "-m", "gapstream", "--version"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.strip() == f"gapstream {metadata.version('gapstream')}"
 
 
 def test_missing_camera_device(tiny_model: Path) -> None:

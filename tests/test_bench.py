@@ -10,24 +10,26 @@ import argparse
 import json
 from pathlib import Path
 
-from gapstream import bench
+from gapstream.bench import cli
+from gapstream.bench.report import targets
+from gapstream.bench.runner import measure
 
-from .conftest import make_video
+from .helpers import make_video
 
 
 def _args(tmp_path: Path, clip: Path, model: Path, *extra: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    bench.add_args(p)
+    cli.add_args(p)
     return p.parse_args([
         "--quick", "--clip", str(clip), "--int8", str(model), "--float", str(model), "--keras", "none",
-        "--batches", "1,2", "--skip", "hog,live,float", "--out", str(tmp_path / "results"),
+        "--batch", "1,2", "--skip", "hog,live,float", "--out", str(tmp_path / "results"),
         "--work", str(tmp_path / "work"), "--command", "gapstream bench --test", *extra,
     ])
 
 
 def test_bench_smoke(tmp_path: Path, tiny_model: Path) -> None:
     clip = make_video(tmp_path / "clip.mp4", frames=12, width=160, height=120)
-    assert bench.main(_args(tmp_path, clip, tiny_model)) == 0
+    assert cli.main(_args(tmp_path, clip, tiny_model)) == 0
     out = tmp_path / "results"
     report = json.loads((out / "results.json").read_text())
     labels = [r["label"] for r in report["rows"]]
@@ -69,10 +71,10 @@ def test_ratios_and_targets() -> None:
     # measure() skips rows without a spec to run and only adds the ratios.
     for r in rows:
         r.pop("spec")
-    bench.measure(rows, log=lambda *_: None)
+    measure(rows, log=lambda *_: None)
     assert abs(rows[0]["x_ref"]["fps"] - 30.0) < 1e-9
     assert abs(rows[0]["x_ref"]["p50"] - 1 / 30) < 1e-9
-    met = {t["target"]: t["met"] for t in bench.targets(rows)}
+    met = {t["target"]: t["met"] for t in targets(rows)}
     assert met == {"pipeline fps >= 20x the naive reference (640x480)": True,
                    "> 100 fps on the 640x480 clip, int8 model": True,
                    "single core (taskset, 1 thread) > 25 fps (640x480)": True}

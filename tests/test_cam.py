@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gapstream.cam import blend, boxes_from_cam, cam_batch, upsample
+from gapstream.annotate import blend
+from gapstream.cam import boxes_from_cam, cam_batch, localize, upsample
 from gapstream.config import PostConfig
-from gapstream.detections import iou
-from gapstream.post import localize_frame
+from gapstream.metrics import iou
 
 
 def test_cam_batch_is_the_weighted_sum_of_maps() -> None:
@@ -48,16 +48,27 @@ def test_one_box_per_connected_component() -> None:
     assert big_only.xyxy.tolist() == [[120, 60, 180, 90]]
 
 
-def test_localize_frame_scales_boxes_to_frame() -> None:
+def test_localize_scales_boxes_to_frame() -> None:
     cam = np.zeros((7, 7), np.float32)
     cam[2:5, 2:5] = 1.0
-    det = localize_frame(cam, 0.9, 1400, 700, PostConfig(threshold=0.2, box_resolution=448))
-    assert len(det) == 1
+    cfg = PostConfig(threshold=0.2, box_resolution=448)
+    person, det = localize(cam, np.array([0.1, 0.9]), 1, 1400, 700, cfg)
+    assert person and len(det) == 1
     x1, y1, x2, y2 = det.xyxy[0]
     assert 0 < x1 < x2 < 1400 and 0 < y1 < y2 < 700
     center = ((x1 + x2) / 2, (y1 + y2) / 2)
     assert abs(center[0] - 700) < 60 and abs(center[1] - 350) < 30
     assert det.scores[0] == np.float32(0.9)
+
+
+def test_localize_gates_on_the_decision() -> None:
+    cam = np.ones((7, 7), np.float32)
+    cfg = PostConfig(threshold=0.2, score_threshold=0.6)
+    for probs in ([0.45, 0.55], [0.7, 0.3]):  # below the score threshold; another class predicted
+        person, det = localize(cam, np.array(probs), 1, 64, 64, cfg)
+        assert not person and len(det) == 0
+    person, det = localize(cam, np.array([0.3, 0.7]), 1, 64, 64, cfg)
+    assert person and det.xyxy.tolist() == [[0, 0, 64, 64]]
 
 
 def test_iou() -> None:

@@ -5,22 +5,39 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gapstream.config import PipelineConfig, load_config
 from gapstream.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIG_DIR = Path(__file__).parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
-def test_defaults() -> None:
-    cfg = load_config()
-    assert isinstance(cfg, PipelineConfig)
-    assert cfg.infer.batch_size >= 1 and cfg.post.threshold is None  # None: the model's own
+def test_defaults_and_default_yaml_agree() -> None:
+    assert load_config() == PipelineConfig()
+    assert PipelineConfig().post.threshold is None  # None: the model's own
+    # default.yaml documents the defaults: loading it changes nothing.
+    assert load_config(CONFIG_DIR / "default.yaml") == PipelineConfig()
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_shipped_configs_load(path: Path) -> None:
-    load_config(path)
+def test_shipped_configs_set_what_they_say(path: Path) -> None:
+    cfg = load_config(path)
+    leaves = _leaves(yaml.safe_load(path.read_text()))
+    assert leaves, f"{path.name} sets nothing"
+    for key, value in leaves.items():
+        node: object = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert node == value, key
 
 
 def test_shipped_configs_exist() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -17,9 +18,9 @@ import pytest
 
 from gapstream import Pipeline
 from gapstream.config import load_config
-from gapstream.errors import PipelineError
+from gapstream.errors import OutputError, PipelineError
 
-from .conftest import gapstream_children, make_video, shm_segments
+from .helpers import gapstream_children, make_video, shm_segments
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -76,7 +77,10 @@ def test_result_fields(tiny_model: Path, video: Path) -> None:
     assert first.frame.shape == (120, 160, 3) and first.frame.dtype == np.uint8
     assert first.probs.shape == (2,) and abs(float(first.probs.sum()) - 1) < 1e-3
     assert first.cam.shape == (2, 2) and first.cam.min() >= 0 and first.cam.max() <= 1
-    assert isinstance(first.to_dict()["boxes"], list)
+    d = first.to_dict()
+    assert d["frame"] == first.index == 0 and d["person"] == first.is_person
+    assert d["person_prob"] == round(float(first.probs[1]), 4)
+    assert len(d["boxes"]) == len(first.detections) and (first.is_person or not d["boxes"])
 
 
 def test_breaking_out_early_cleans_up(tiny_model: Path) -> None:
@@ -141,3 +145,19 @@ def test_run_time_path_never_imports_tensorflow(tiny_model: Path, video: Path) -
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "30 frames" in r.stdout
+
+
+def test_pipeline_leaves_the_callers_config_alone(tiny_model: Path, video: Path) -> None:
+    cfg = load_config(None, {"output.stats_interval": 0})
+    before = copy.deepcopy(cfg)
+    pipe = Pipeline(str(video), str(tiny_model), cfg)
+    assert cfg == before
+    assert pipe.config.source.uri == str(video) and pipe.config.model.path == str(tiny_model)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_sink_failure_is_an_output_error(tiny_model: Path, video: Path) -> None:
+    cfg = load_config(None, {"output.json": "/dev/full", "output.stats_interval": 0})
+    with pytest.raises(OutputError, match="/dev/full"):
+        for _ in Pipeline(str(video), str(tiny_model), cfg).run():
+            pass

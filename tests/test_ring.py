@@ -22,7 +22,7 @@ def _writer(ring: Ring, n: int) -> None:
     for i in range(n):
         slot = ring.acquire()
         ring.view(slot)["frame"][:] = i % 256
-        ring.publish(slot, {"seq": i})
+        ring.publish(slot, {"seq": i}, i)
     ring.close_stream()
 
 
@@ -69,7 +69,7 @@ def test_live_mode_drops_oldest_waiting_and_counts() -> None:
         for i in range(5):  # nobody reads: slots 0..2 fill, then the oldest waiting are reclaimed
             slot = ring.acquire(drop_oldest=True)
             assert slot is not None
-            ring.publish(slot, {"seq": i})
+            ring.publish(slot, {"seq": i}, i)
         assert ring.dropped == 2
         got = [ring.get(timeout=1)[1]["seq"] for _ in range(3)]
         assert got == [2, 3, 4]  # the newest frames survive, in order
@@ -81,7 +81,7 @@ def test_live_mode_returns_none_when_every_slot_is_downstream() -> None:
     ring = make_ring(slots=2)
     try:
         for i in range(2):
-            ring.publish(ring.acquire(drop_oldest=True), {"seq": i})
+            ring.publish(ring.acquire(drop_oldest=True), {"seq": i}, i)
         taken = [ring.get(timeout=1) for _ in range(2)]  # a reader holds both slots
         assert ring.acquire(drop_oldest=True) is None
         ring.count_drop()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cam import PAPER_THRESHOLD
 from ..errors import ModelError
 from ..meta import ModelMeta, load_meta, save_meta
 from .build import LABELS, PERSON_INDEX, dense_weights, dual_output, import_keras, model_info
@@ -93,7 +94,7 @@ def export(
     calib: np.ndarray | None = None,
     quantizations: tuple[str, ...] = ("float32", "int8"),
     metrics: dict[str, dict] | None = None,
-    cam_threshold: float = 0.2,
+    cam_threshold: float = PAPER_THRESHOLD,
     stem: str = STEM,
 ) -> dict[str, Path]:
     """Write ``<out_dir>/<stem>_<q>.tflite`` + sidecar for each quantization; return the paths.
@@ -107,6 +108,7 @@ def export(
         model = load_keras(model)
     info = model_info(model)
     kernel, bias = dense_weights(model)
+    stride = info["input_size"] // int(dual_output(model).outputs[1].shape[1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -117,7 +119,7 @@ def export(
             labels=list(LABELS), person_index=PERSON_INDEX,
             input_size=(info["input_size"], info["input_size"]),
             dense_kernel=kernel, dense_bias=bias, quantization=q,
-            backbone=info.get("backbone", "mobilenet"), alpha=info.get("alpha", 0.5),
+            backbone=info.get("backbone", "mobilenet"), alpha=info.get("alpha", 0.5), output_stride=stride,
             cam_threshold=cam_threshold, metrics=dict((metrics or {}).get(q, {})),
         )
         save_meta(meta, path)
@@ -127,8 +129,10 @@ def export(
     return paths
 
 
-def update_metrics(tflite_path: str | Path, metrics: dict) -> None:
-    """Store measured ``metrics`` in the sidecar of ``tflite_path`` (the hash stays valid)."""
+def update_metrics(tflite_path: str | Path, metrics: dict, cam_threshold: float) -> None:
+    """Store measured ``metrics`` and the box threshold they were measured with in the sidecar
+    of ``tflite_path`` (the hash stays valid); the threshold becomes the run-time default."""
     meta: ModelMeta = load_meta(tflite_path)
     meta.metrics = dict(metrics)
+    meta.cam_threshold = float(cam_threshold)
     save_meta(meta, tflite_path)

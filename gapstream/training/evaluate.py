@@ -2,14 +2,14 @@
 
 Classification (argmax of the probabilities): accuracy, precision, recall, ROC AUC and
 the confusion matrix. Localisation against INRIA's GT person boxes, with boxes from
-:func:`gapstream.cam.localize` (paper rule, threshold a parameter):
+:func:`gapstream.cam.localize`, the run-time rule (box threshold a parameter, by default the model's own):
 
 * CorLoc: share of positive test images whose top-scoring CAM box has IoU >= 0.5 with a GT box.
 * AP@0.5: all boxes of all test images (negatives too) ranked by score, greedy matching
   to GT boxes (each GT once), VOC all-point interpolated average precision.
 
 TFLite models run through :class:`gapstream.gapmodel.GapModel` (no TensorFlow needed);
-a Keras model (optional) needs TensorFlow. Only numpy is used for the metrics.
+a Keras model (optional) needs TensorFlow. The metrics are :mod:`gapstream.metrics` (numpy only).
 """
 
 from __future__ import annotations
@@ -21,123 +21,23 @@ from typing import Any
 
 import numpy as np
 
-from ..cam import localize
-from ..detections import Detections, iou
+from ..cam import PAPER_THRESHOLD, cam_batch, localize
+from ..config import PostConfig
 from ..errors import DataError
+from ..metrics import average_precision, classification_metrics, corloc
 
 log = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------------------- metrics
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties averaged (like scipy.stats.rankdata)."""
-    x = np.asarray(x, np.float64).ravel()
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(len(x), np.float64)
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return ranks
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann-Whitney rank statistic (ties count one half)."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    r = rankdata(scores)
-    return float((r[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, person_index: int = 1) -> dict:
-    """Accuracy, precision, recall, F1, ROC AUC and confusion ``[[TN, FP], [FN, TP]]``."""
-    labels = np.asarray(labels).ravel().astype(int)
-    probs = np.asarray(probs, np.float64)
-    pred = (np.argmax(probs, axis=1) == person_index).astype(int)
-    tp = int(np.sum((pred == 1) & (labels == 1)))
-    tn = int(np.sum((pred == 0) & (labels == 0)))
-    fp = int(np.sum((pred == 1) & (labels == 0)))
-    fn = int(np.sum((pred == 0) & (labels == 1)))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    return {
-        "n": len(labels),
-        "accuracy": (tp + tn) / len(labels) if len(labels) else float("nan"),
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "auc": roc_auc(labels, probs[:, person_index]),
-        "confusion": [[tn, fp], [fn, tp]],
-    }
-
-
-def corloc(dets: list[Detections], gts: list[np.ndarray], iou_thr: float = 0.5) -> float:
-    """Share of images with GT whose top-scoring box overlaps a GT box with IoU >= ``iou_thr``."""
-    hits = total = 0
-    for d, g in zip(dets, gts):
-        if len(g) == 0:
-            continue
-        total += 1
-        if len(d):
-            top = d.xyxy[int(np.argmax(d.scores))]
-            hits += bool(np.any(iou(top[None], g)[0] >= iou_thr))
-    return hits / total if total else float("nan")
-
-
-def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC (2010+) all-point interpolated AP from a precision/recall curve."""
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    idx = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
-
-
-def average_precision(dets: list[Detections], gts: list[np.ndarray], iou_thr: float = 0.5) -> float:
-    """Box AP at ``iou_thr`` over all images (images without GT contribute false positives only)."""
-    n_gt = sum(len(g) for g in gts)
-    if n_gt == 0:
-        return float("nan")
-    img_idx = np.concatenate([np.full(len(d), i) for i, d in enumerate(dets)] + [np.zeros(0, int)])
-    scores = np.concatenate([d.scores for d in dets] + [np.zeros(0, np.float32)])
-    boxes = np.concatenate([d.xyxy for d in dets] + [np.zeros((0, 4), np.float32)])
-    order = np.argsort(-scores, kind="mergesort")
-    used = [np.zeros(len(g), bool) for g in gts]
-    tp = np.zeros(len(order))
-    for k, j in enumerate(order):
-        g = gts[img_idx[j]]
-        if len(g) == 0:
-            continue
-        ov = iou(boxes[j][None], g)[0]
-        best = int(np.argmax(ov))
-        if ov[best] >= iou_thr and not used[img_idx[j]][best]:
-            used[img_idx[j]][best] = True
-            tp[k] = 1
-    ctp = np.cumsum(tp)
-    cfp = np.cumsum(1 - tp)
-    recall = ctp / n_gt
-    precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
-    return voc_ap(recall, precision)
-
-
 def localisation_metrics(
     maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
-    sizes: np.ndarray, gts: list[np.ndarray], threshold: float = 0.2,
+    sizes: np.ndarray, gts: list[np.ndarray], threshold: float = PAPER_THRESHOLD,
 ) -> dict:
-    """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height)."""
-    dets = [
-        localize(maps[i : i + 1], probs[i : i + 1], kernel, person_index, int(w), int(h), threshold)[0]
-        for i, (w, h) in enumerate(sizes)
-    ]
+    """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height),
+    by the run-time rule (:func:`gapstream.cam.localize`) at box ``threshold``."""
+    cfg = PostConfig(threshold=threshold)
+    cams = cam_batch(maps, kernel, np.argmax(probs, axis=1))
+    dets = [localize(c, p, person_index, int(w), int(h), cfg)[1] for c, p, (w, h) in zip(cams, probs, sizes)]
     return {
         "corloc": corloc(dets, gts),
         "ap50": average_precision(dets, gts, 0.5),
@@ -179,7 +79,7 @@ def evaluate(
     data_root: str | Path,
     models: list[str | Path] = (),
     keras_model: Any = None,
-    threshold: float = 0.2,
+    threshold: float = PAPER_THRESHOLD,
     seed: int = 0,
     batch_size: int = 32,
     num_threads: int | None = None,
@@ -243,7 +143,7 @@ def evaluate(
     return {"data": counts, "threshold": threshold, "models": results}
 
 
-THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.2, 0.86, 0.05))
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(PAPER_THRESHOLD, 0.86, 0.05))
 
 
 def tune_threshold(
@@ -267,7 +167,7 @@ def tune_threshold(
     probs, maps = _run_batches(gm.predict, x, 32)
     scores = {t: localisation_metrics(maps, probs, gm.meta.dense_kernel, gm.meta.person_index, sizes,
                                       gts, t)["corloc"] for t in thresholds}
-    best = max(scores, key=lambda t: (scores[t], -abs(t - 0.2)))
+    best = max(scores, key=lambda t: (scores[t], -abs(t - PAPER_THRESHOLD)))
     log.info("threshold sweep on %d validation person images: %s; best %.2f", len(paths),
              " ".join(f"{t:.2f}:{100 * c:.1f}" for t, c in scores.items()), best)
     return best, scores

@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
+from ..media import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm"}
 _BOX_RE = re.compile(
     r'Bounding box for object\s+(\d+)\s+"([^"]*)"\s*\(Xmin,\s*Ymin\)\s*-\s*\(Xmax,\s*Ymax\)\s*:\s*'
     r"\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)\s*-\s*\(\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\)"

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from ..credentials import redact_text
 from ..errors import GapstreamError
+from ..paths import MODELS_DIR, shipped_model
 
 log = logging.getLogger("gapstream")
-
-MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 
 
 def _need_tf() -> None:
@@ -45,7 +44,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "tiny"])
     p.add_argument("--input-size", type=int, default=224, metavar="PX")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, metavar="N", help="training batch size (default 32)")
     p.add_argument("--lr", type=float, default=5e-4, help="initial Adam learning rate (cosine decay)")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation of the dense layer")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout before the dense layer")
@@ -56,7 +55,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shear", type=float, default=0.1, help="max random shear")
     p.add_argument("--zoom", type=float, default=0.15, help="max random zoom (+- fraction)")
     p.add_argument("--color", type=float, default=0.0, help="brightness/contrast jitter strength (0 = off)")
-    p.add_argument("--out", default="runs/train", help="output folder (best.keras, log.csv, train.json)")
+    p.add_argument("--out", default="runs/train", metavar="DIR",
+                   help="output folder (best.keras, log.csv, train.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/gapstream)")
 
@@ -68,7 +68,7 @@ def train_main(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=args.data, weights=args.weights, alpha=args.alpha, backbone=args.backbone,
-        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        input_size=args.input_size, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
         l2=args.l2, dropout=args.dropout, val_fraction=args.val_fraction, seed=args.seed, out=args.out,
         augment=args.augment, shift=args.shift, shear=args.shear, zoom=args.zoom, color=args.color,
         cache_dir=args.cache_dir,
@@ -87,10 +87,12 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keras", required=True, metavar="PATH", help="trained model, e.g. runs/train/best.keras")
     p.add_argument("--data", metavar="INRIA_ROOT",
                    help="INRIA Person root: training images calibrate the int8 model (required for int8)")
-    p.add_argument("--out", default=str(MODELS_DIR), help="output folder (default: models/)")
+    p.add_argument("--out", default=str(MODELS_DIR), metavar="DIR", help="output folder (default: models/)")
     p.add_argument("--num-calib", type=int, default=200, help="calibration images for int8 (default 200)")
     p.add_argument("--quantization", nargs="+", default=["float32", "int8"], choices=["float32", "int8"])
-    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold stored in the metadata")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="CAM box threshold stored in the metadata (default: the paper's 0.2, until "
+                        "eval --tune-threshold --write-meta tunes it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
 
@@ -98,6 +100,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 def export_main(args: argparse.Namespace) -> int:
     _quiet_tf()
     _need_tf()
+    from ..cam import PAPER_THRESHOLD
     from .build import model_info
     from .export import calibration_images, export, load_keras
 
@@ -109,7 +112,8 @@ def export_main(args: argparse.Namespace) -> int:
         calib = calibration_images(args.data, model_info(model)["input_size"], args.num_calib, args.seed,
                                    args.cache_dir)
         log.info("calibrating int8 on %d training images", len(calib))
-    paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=args.threshold)
+    threshold = PAPER_THRESHOLD if args.threshold is None else args.threshold
+    paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=threshold)
     for q, p in paths.items():
         print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
     return 0
@@ -123,11 +127,12 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="*", metavar="TFLITE",
                    help="TFLite models (default: the float32 and int8 models in models/)")
     p.add_argument("--keras", metavar="PATH", help="also evaluate this Keras model (needs TensorFlow)")
-    p.add_argument("--threshold", type=float, default=0.2, help="CAM box threshold (fraction of the max)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="CAM box threshold, a fraction of the max (default: the first model's own)")
+    p.add_argument("--batch", type=int, default=32, metavar="N", help="inference batch size (default 32)")
     p.add_argument("--threads", type=int, help="TFLite interpreter threads")
-    p.add_argument("--out", metavar="MARKDOWN", help="also write the table here")
-    p.add_argument("--json", metavar="JSON", help="write all numbers here")
+    p.add_argument("--out", metavar="DIR",
+                   help="also write the table (eval.md) and all numbers (eval.json) to this folder")
     p.add_argument("--tune-threshold", action="store_true",
                    help="choose the CAM box threshold by CorLoc on the validation split (with the "
                         "int8 model, else the first) and evaluate with it")
@@ -138,11 +143,13 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def eval_main(args: argparse.Namespace) -> int:
+    from ..cam import PAPER_THRESHOLD
+    from ..meta import load_meta
     from .evaluate import evaluate, render_markdown
 
     models = args.models
     if models is None:
-        models = [MODELS_DIR / f"gapstream_person_{q}.tflite" for q in ("float32", "int8")]
+        models = [shipped_model(q) for q in ("float32", "int8")]
         models = [m for m in models if m.is_file()]
     if not models and not args.keras:
         raise GapstreamError("nothing to evaluate: pass --models and/or --keras (models/ has no model)")
@@ -155,59 +162,35 @@ def eval_main(args: argparse.Namespace) -> int:
         if not models:
             raise GapstreamError("--tune-threshold needs a TFLite model (--models)")
         ref = next((m for m in models if "int8" in Path(m).name), models[0])
-        args.threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
-        print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {args.threshold} "
+        threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
+        print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {threshold} "
               "(CorLoc % " + ", ".join(f"{t}: {100 * c:.1f}" for t, c in sweep.items()) + ")")
-    result = evaluate(args.data, list(models), args.keras, args.threshold, args.seed, args.batch_size,
+    elif args.threshold is not None:
+        threshold = args.threshold
+    else:  # the threshold the model runs with
+        threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
+    result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch,
                       args.threads, args.cache_dir)
     table = redact_text(render_markdown(result))  # reports get shared: no source passwords
     print(table, end="")
     if args.out:
-        Path(args.out).write_text(table)
-    if args.json:
-        Path(args.json).write_text(redact_text(json.dumps(result, indent=1)) + "\n")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.md").write_text(table)
+        (out / "eval.json").write_text(redact_text(json.dumps(result, indent=1)) + "\n")
     if args.write_meta:
-        from ..meta import load_meta, save_meta
+        from .export import update_metrics
         from .inria import find_root
 
         dataset = f"{find_root(args.data).name} Test (excess negatives dropped)"
-
         for m in models:
-            meta = load_meta(m)
-            r = result["models"].get(meta.quantization)
+            r = result["models"].get(load_meta(m).quantization)
             if r is None:
                 continue
-            meta.metrics = {
+            update_metrics(m, {
                 "dataset": dataset, "n_test": r["n"],
                 **{k: round(float(r[k]), 4)
                    for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
-                "cam_threshold": args.threshold,
-            }
-            meta.cam_threshold = float(args.threshold)  # the runtime's default box threshold
-            save_meta(meta, m)
+                "cam_threshold": threshold,
+            }, threshold)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone ``python -m gapstream.model.cli_verbs train|export|eval`` (same as ``gapstream VERB``)."""
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m gapstream.model.cli_verbs")
-    sub = parser.add_subparsers(dest="verb", required=True)
-    for name, add, fn in (("train", add_train_args, train_main), ("export", add_export_args, export_main),
-                          ("eval", add_eval_args, eval_main)):
-        p = sub.add_parser(name)
-        add(p)
-        p.set_defaults(func=fn)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s",
-                        datefmt="%H:%M:%S")
-    try:
-        return args.func(args)
-    except GapstreamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

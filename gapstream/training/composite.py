@@ -9,7 +9,8 @@ images get pasted patches of other negative scenes with the same feathering, so 
 seams carry no class information. Crops are split by source image, so no person seen in
 training appears in the test set.
 
-    python -m gapstream.model.composite --inria data/INRIAPerson --out data/INRIAPerson-composite [--paired]
+    python -m gapstream.training.composite --inria data/INRIAPerson \
+        --out data/INRIAPerson-composite [--paired]
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from .inria import IMAGE_EXTS, format_annotation
+from ..media import IMAGE_EXTS
+from .inria import format_annotation
 
 # The standard 64x128 person window sits 16 px inside each 96x160 crop.
 CROP_BOX = (16, 16, 80, 144)
@@ -147,7 +149,7 @@ def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, hei
     _write_split(rng, out, "Test", test_crops, spare, spare, n_test_pos, test_neg[:n_test_neg], height)
     counts = {f"{s}/{k}": len(_images(out / s / k)) for s in ("Train", "Test") for k in ("pos", "neg")}
     (out / "MANIFEST.txt").write_text(
-        "Composite INRIA-layout dataset built by gapstream.model.composite\n"
+        "Composite INRIA-layout dataset built by gapstream.training.composite\n"
         f"seed {seed}{', paired training scenes' if paired else ''}, crops split by source image: "
         f"{len(keys) - n_test} train groups "
         f"({len(train_crops)} crops), {n_test} test groups ({len(test_crops)} crops)\n"

@@ -22,8 +22,6 @@ PERSON_INDEX = 1
 BACKBONES = ("mobilenet", "tiny")
 BACKBONE_NAME = "backbone"
 DENSE_NAME = "predictions"
-#: Parameter count of the reference architecture (MobileNet v1 alpha 0.5, 224x224, GAP, Dense(2)).
-REFERENCE_PARAMS = 830_562
 
 
 def import_keras() -> Any:

@@ -1,0 +1,42 @@
+"""Media formats shared by sources, sinks and tools: image file extensions and H.264 encoding."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+
+log = logging.getLogger("gapstream.media")
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+VIDEO_EXTS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv"})
+
+
+def add_video_stream(container: Any, width: int, height: int, rate: float | Fraction,
+                     codec: str = "libx264", crf: int | None = None, preset: str | None = None) -> Any:
+    """A yuv420p video stream of even size on an output container.
+
+    Falls back to mpeg4 when ``codec`` is not in this FFmpeg build; ``crf`` and ``preset``
+    apply to libx264 only.
+    """
+    if codec not in av.codecs_available:
+        log.warning("codec %s unavailable, using mpeg4", codec)
+        codec = "mpeg4"
+    st = container.add_stream(codec, rate=rate)
+    st.width, st.height = width - width % 2, height - height % 2
+    st.pix_fmt = "yuv420p"
+    if codec == "libx264":
+        options = {"crf": None if crf is None else str(crf), "preset": preset}
+        st.options = {k: v for k, v in options.items() if v is not None}
+    return st
+
+
+def encode(container: Any, stream: Any, frame: np.ndarray | av.VideoFrame | None = None) -> None:
+    """Encode one RGB frame (array or VideoFrame) and mux its packets; ``None`` flushes the encoder."""
+    if isinstance(frame, np.ndarray):
+        frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+    for packet in stream.encode(frame):
+        container.mux(packet)

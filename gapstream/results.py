@@ -1,0 +1,79 @@
+"""What travels between the stage processes (FrameRecord) and what the pipeline yields (Result)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .detections import Detections
+
+
+@dataclass
+class FrameRecord:
+    """The small per-frame record that follows a frame through the stages (pixels stay in the rings).
+
+    Each stage fills in its own fields: capture the first group, inference the second,
+    post-processing the third, and the pipeline ``t_out`` when the sinks are done.
+    Times are ``time.monotonic()`` seconds.
+    """
+
+    # capture
+    index: int
+    pts: float  # source timestamp, seconds
+    h: int
+    w: int
+    t_cap: float
+    # inference
+    frame_slot: int = -1
+    t_inf0: float | None = None
+    t_inf: float | None = None
+    batch: int = 0
+    # post-processing
+    probs: np.ndarray | None = None
+    cls: int = -1
+    person: bool = False
+    xyxy: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    cam: np.ndarray | None = None
+    t_post: float | None = None
+    # pipeline
+    t_out: float | None = None
+
+
+@dataclass
+class Result:
+    """One processed frame. ``frame`` is a view into shared memory, valid until the next
+    result is requested: copy it to keep it."""
+
+    index: int
+    pts: float
+    probs: np.ndarray
+    person_prob: float
+    is_person: bool
+    detections: Detections
+    cam: np.ndarray  # low-resolution CAM of the predicted class, in [0, 1]
+    frame: np.ndarray
+    latency_ms: float
+
+    @classmethod
+    def from_record(cls, rec: FrameRecord, frame: np.ndarray, person_index: int, now: float) -> Result:
+        """The result of a post-processed record whose frame is ``frame``, delivered at ``now``."""
+        assert rec.probs is not None and rec.xyxy is not None and rec.scores is not None
+        assert rec.cam is not None
+        return cls(
+            index=rec.index, pts=rec.pts, probs=rec.probs, person_prob=float(rec.probs[person_index]),
+            is_person=rec.person, detections=Detections(rec.xyxy, rec.scores), cam=rec.cam,
+            frame=frame, latency_ms=(now - rec.t_cap) * 1000,
+        )
+
+    def to_dict(self) -> dict:
+        """The JSON Lines record of this frame."""
+        return {
+            "frame": self.index,
+            "time": round(self.pts, 4),
+            "person_prob": round(self.person_prob, 4),
+            "person": self.is_person,
+            "boxes": self.detections.to_list(),
+            "latency_ms": round(self.latency_ms, 1),
+        }
