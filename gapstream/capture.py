@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from .config import SourceConfig
+from .credentials import redact_text, redact_url
 from .errors import SourceError
 from .media import IMAGE_EXTS, VIDEO_EXTS
 from .results import FrameRecord
@@ -39,6 +40,11 @@ class SourceInfo:
     height: int
     fps: float
     frames: int | None = None  # expected frame count when known
+
+    @property
+    def name(self) -> str:
+        """The URI as shown to the user: any password masked."""
+        return redact_url(self.uri)
 
 
 def classify(uri: str) -> str:
@@ -78,7 +84,7 @@ def _synthetic_params(uri: str, cfg: SourceConfig) -> dict[str, Any]:
 
 
 def _av_error(uri: str, exc: Exception) -> SourceError:
-    msg = str(exc)
+    uri, msg = redact_url(uri), redact_text(str(exc))  # FFmpeg's message may echo the URL
     if isinstance(exc, av.error.FileNotFoundError):
         return SourceError(f"{uri}: no such file")
     if isinstance(exc, av.error.InvalidDataError) or "moov atom" in msg or "Invalid data" in msg:
@@ -95,8 +101,9 @@ def probe(cfg: SourceConfig) -> SourceInfo:
     """
     uri = cfg.uri
     if not uri:
-        raise SourceError("no source given")
+        raise SourceError("no source given (pass SOURCE, or set source.uri in the config)")
     kind = classify(uri)
+    name = redact_url(uri)
     if kind == "synthetic":
         p = _synthetic_params(uri, cfg)
         live = p["live"] if cfg.live is None else cfg.live
@@ -104,12 +111,12 @@ def probe(cfg: SourceConfig) -> SourceInfo:
     if kind in ("stream", "webcam"):
         live = True if cfg.live is None else cfg.live
         if kind == "webcam" and not os.path.exists(uri.removeprefix("v4l2://")):
-            raise SourceError(f"{uri}: no such camera device")
+            raise SourceError(f"{name}: no such camera device")
         return SourceInfo(uri, kind, live, cfg.max_width, cfg.max_height, cfg.fps)
     if kind == "images":
         files = _image_files(uri)
         if not files:
-            raise SourceError(f"{uri}: no images found")
+            raise SourceError(f"{name}: no images found")
         first = cv2.imread(files[0])
         if first is None:
             raise SourceError(f"{files[0]}: not a readable image")
@@ -117,17 +124,17 @@ def probe(cfg: SourceConfig) -> SourceInfo:
         return SourceInfo(uri, kind, bool(cfg.live), max(w, cfg.max_width), max(h, cfg.max_height),
                           cfg.fps, len(files))
     if "://" not in uri and not os.path.exists(uri):
-        raise SourceError(f"{uri}: no such file")
+        raise SourceError(f"{name}: no such file")
     if os.path.isfile(uri) and os.path.getsize(uri) == 0:
-        raise SourceError(f"{uri}: empty file, not a video")
+        raise SourceError(f"{name}: empty file, not a video")
     try:
         with av.open(uri, timeout=cfg.open_timeout) as container:
             if not container.streams.video:
-                raise SourceError(f"{uri}: has no video stream")
+                raise SourceError(f"{name}: has no video stream")
             st = container.streams.video[0]
             w, h = st.codec_context.width, st.codec_context.height
             if not w or not h:
-                raise SourceError(f"{uri}: not a readable video (no frame size)")
+                raise SourceError(f"{name}: not a readable video (no frame size)")
             rate = st.average_rate or st.guessed_rate or cfg.fps
             frames = st.frames or None
             if frames is None and st.duration and st.time_base:
@@ -172,12 +179,13 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 yield frame.to_ndarray(format="rgb24"), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
-                f"{info.uri}: video is corrupt or truncated: decoding failed after {n} frames ({exc})"
+                f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
+                f"({redact_text(str(exc))})"
             ) from None
         duration = float(container.duration or 0) / av.time_base if container.duration else 0.0
         if info.frames and duration and n < 0.9 * info.frames and last_t + 1.0 < duration:
             raise FileTruncated(
-                f"{info.uri}: video is truncated: got {n} of {info.frames} frames "
+                f"{info.name}: video is truncated: got {n} of {info.frames} frames "
                 f"(ended at {last_t:.1f} s of {duration:.1f} s)"
             )
 
@@ -257,7 +265,7 @@ class StreamReader:
                     st.thread_type = "AUTO"
                     t_last = time.monotonic()
                     if worked:
-                        log.info("reconnected to %s", self.info.uri)
+                        log.info("reconnected to %s", self.info.name)
                         self.on_reconnect()
                     for frame in container.decode(st):
                         if got == 0:
@@ -273,7 +281,7 @@ class StreamReader:
                 if time.monotonic() - t_last >= 0.9 * cfg.open_timeout:
                     reason = f"no answer within {cfg.open_timeout:g} s"
                 else:
-                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    reason = redact_text(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
             if self.stop.is_set():
                 return
             if got == 0:
@@ -282,10 +290,10 @@ class StreamReader:
             if limit and failures >= limit:
                 if worked:
                     raise SourceError(
-                        f"{self.info.uri}: stream lost and {failures} reconnect attempts failed ({reason})"
+                        f"{self.info.name}: stream lost and {failures} reconnect attempts failed ({reason})"
                     )
-                raise SourceError(f"cannot connect to {self.info.uri} after {failures} attempts ({reason})")
-            log.warning("%s: %s; retrying in %.1f s", self.info.uri, reason, delay)
+                raise SourceError(f"cannot connect to {self.info.name} after {failures} attempts ({reason})")
+            log.warning("%s: %s; retrying in %.1f s", self.info.name, reason, delay)
             self.stop.wait(delay)
             delay = min(delay * 2, cfg.backoff_max)
 

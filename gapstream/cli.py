@@ -8,18 +8,19 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .credentials import RedactingFormatter, redact_text
 from .errors import GapstreamError
 
 log = logging.getLogger("gapstream")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(processName)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # Masks URL passwords in every line, FFmpeg's messages and tracebacks included; the mp
+    # handler below reuses this formatter for the stage processes' records.
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(processName)s: %(message)s",
+                                            datefmt="%H:%M:%S"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     import multiprocessing_logging
 
     # One ordered log stream from every stage process.
@@ -32,7 +33,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run the pipeline on SOURCE: a video file, rtsp:// or http:// stream, /dev/videoN, "
         "an image folder or glob, or synthetic://?width=W&height=H&frames=N[&live=1].",
     )
-    p.add_argument("source")
+    p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
+                   "${VAR} takes a password from the environment)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
     p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
     p.add_argument("--show", action="store_true", help="display the annotated frames in a window")
@@ -118,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GapstreamError as exc:
-        print(f"gapstream: error: {exc}", file=sys.stderr)
+        print(f"gapstream: error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gapstream: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from .credentials import expand_env
 from .errors import ConfigError
 
 
@@ -156,7 +157,11 @@ def from_dict(data: dict | None) -> PipelineConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
-    """Load a YAML config (defaults when ``path`` is None) with dotted-key ``overrides``."""
+    """Load a YAML config (defaults when ``path`` is None) with dotted-key ``overrides``.
+
+    ``${VAR}`` in the file's values comes from the environment (so that camera passwords stay
+    out of it); ``overrides`` are taken as they are (the shell has expanded the command line).
+    """
     data: dict = {}
     if path is not None:
         p = Path(path)
@@ -168,6 +173,10 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections")
+        try:
+            data = expand_env(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

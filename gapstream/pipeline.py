@@ -154,7 +154,7 @@ class Pipeline:
             p.start()
             procs.append(p)
         log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
-                 info.uri, info.kind, info.width, info.height, info.fps,
+                 info.name, info.kind, info.width, info.height, info.fps,
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
         return _Running(frames, results, errors, counters, procs, sinks, stop)
 

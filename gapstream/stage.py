@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .credentials import redact_text
 from .errors import GapstreamError
 
 log = logging.getLogger("gapstream.stage")
@@ -30,9 +31,9 @@ def stage_main(name: str, fn: Callable[..., None], errors: Any, *args: Any) -> N
     try:
         fn(*args)
     except GapstreamError as exc:
-        errors.put((name, str(exc)))
+        errors.put((name, redact_text(str(exc))))
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - any crash must become one clear pipeline error
         log.debug("%s stage crashed", name, exc_info=True)
-        errors.put((name, f"{type(exc).__name__}: {exc}"))
+        errors.put((name, redact_text(f"{type(exc).__name__}: {exc}")))
         sys.exit(1)

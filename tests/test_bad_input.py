@@ -151,3 +151,17 @@ def test_show_without_gui_support_is_a_clear_error(video: Path, tiny_model: Path
     except cv2.error:
         pass
     assert_one_clear_error(run_cli(str(video), "--model", str(tiny_model), "--show"), "--show")
+
+
+def test_unset_env_variable_in_config(tiny_model: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GAPSTREAM_TEST_UNSET", raising=False)  # the CLI inherits this environment
+    cfg = tmp_path / "cam.yaml"
+    cfg.write_text("source:\n  uri: rtsp://admin:${GAPSTREAM_TEST_UNSET}@127.0.0.1/cam\n")
+    r = run_cli("--config", str(cfg), "--model", str(tiny_model))
+    assert_one_clear_error(r, str(cfg), "config key 'source.uri'",
+                           "environment variable GAPSTREAM_TEST_UNSET is not set")
+
+
+def test_no_source_given(tiny_model: Path) -> None:
+    assert_one_clear_error(run_cli("--model", str(tiny_model)), "no source given", "source.uri")

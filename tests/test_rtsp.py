@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -285,3 +286,81 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     # Stage processes are forks of the CLI and share its command line, URL included.
     left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout
     assert not left.strip(), f"processes left behind: {left}"
+
+
+SECRET = "s3cret-Pw"
+
+
+def _run_cli_to_files(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
+                      until: Any = None, timeout: float = 60) -> tuple[int, str, str]:
+    """``gapstream run ARGS`` with stdout and stderr (its log) in files; ``until(proc)`` runs while
+    it does. Returns the exit code and both files' text."""
+    out_path, log_path = tmp_path / "stdout.txt", tmp_path / "gapstream.log"
+    with out_path.open("w") as out, log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", *args], stdout=out, stderr=log,
+                                env={**os.environ, **(env or {})})
+        try:
+            if until is not None:
+                until(proc)
+            proc.wait(timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return proc.returncode, out_path.read_text(), log_path.read_text()
+
+
+def _assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text, text
+        assert "p@ss" not in text and "p%40ss" not in text, text
+
+
+@pytest.mark.parametrize("password", [SECRET, f"p%40ss{SECRET}"])
+def test_cli_unreachable_url_never_shows_the_password(tiny_model: Path, tmp_path: Path,
+                                                      password: str) -> None:
+    port = free_port()
+    url = f"rtsp://admin:{password}@127.0.0.1:{port}/cam"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("source:\n  connect_attempts: 3\n  backoff_initial: 0.2\n  open_timeout: 2\n")
+    jsonl = tmp_path / "x.jsonl"
+    code, out, err = _run_cli_to_files([url, "--json", str(jsonl), "--model", str(tiny_model),
+                                        "--config", str(cfg), "--log-level", "DEBUG"], tmp_path)
+    assert code == 1, err
+    shown = f"rtsp://admin:***@127.0.0.1:{port}/cam"
+    assert f"WARNING gapstream-capture: {shown}: Connection refused; retrying" in err, err
+    assert f"source {shown} (stream" in err, err
+    assert f"gapstream: error: cannot connect to {shown} after 3 attempts (Connection refused)" in err, err
+    _assert_no_secret(out, err, jsonl.read_text() if jsonl.exists() else "")
+
+
+def test_cli_stream_with_password_from_env_never_shows_it(rtsp_server: RtspServer, tiny_model: Path,
+                                                          tmp_path: Path) -> None:
+    """The camera URL lives in the config with ${VAR}; frames flow, stats lines are logged, then the
+    server dies for good: the log, the error, stdout and the JSON output hold no password."""
+    url = f"rtsp://admin:${{GAPSTREAM_TEST_CAM_PASSWORD}}@127.0.0.1:{rtsp_server.port}{rtsp_server.path}"
+    cfg = tmp_path / "cam.yaml"
+    cfg.write_text(f"source:\n  uri: {url}\n  open_timeout: 2\n  backoff_initial: 0.2\n"
+                   "  reconnect_attempts: 2\n  max_width: 320\n  max_height: 240\n"
+                   "infer:\n  batch_size: 2\nmodel:\n  num_threads: 1\noutput:\n  stats_interval: 0.5\n")
+    jsonl = tmp_path / "x.jsonl"
+
+    def kill_server_after_frames(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 45
+        while not (jsonl.exists() and jsonl.read_text().count("\n") >= 20):
+            assert proc.poll() is None, "gapstream ended before any frames came through"
+            assert time.monotonic() < deadline, "no frames from the RTSP server"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a stats line or two
+        rtsp_server.kill()
+
+    code, out, err = _run_cli_to_files(
+        ["--config", str(cfg), "--json", str(jsonl), "--model", str(tiny_model), "--log-level", "DEBUG"],
+        tmp_path, env={"GAPSTREAM_TEST_CAM_PASSWORD": SECRET}, until=kill_server_after_frames)
+    shown = f"rtsp://admin:***@127.0.0.1:{rtsp_server.port}{rtsp_server.path}"
+    assert code == 1, err
+    assert f"source {shown} (stream" in err, err
+    assert "| infer " in err and "reconnects" in err, err  # stats lines were logged too
+    assert f"gapstream: error: {shown}: stream lost and 2 reconnect attempts failed" in err, err
+    assert jsonl.read_text().count("\n") >= 20
+    _assert_no_secret(out, err, jsonl.read_text())

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cam import PAPER_THRESHOLD
+from ..credentials import redact_text
 from ..detections import Detections
 from ..meta import load_meta
 from ..metrics import average_precision, classification_metrics, corloc, roc_auc
@@ -122,10 +123,10 @@ def accuracy_main(argv: list[str] | None = None) -> int:
         threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
     result = accuracy(args.data, models, args.hog_python, threshold, skip_hog=args.no_hog)
     command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = render_accuracy(result, args.data, command.strip())
+    md = redact_text(render_accuracy(result, args.data, command.strip()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.md").write_text(md)
-    (out / "accuracy.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (out / "accuracy.json").write_text(redact_text(json.dumps(result, indent=1, default=str)) + "\n")
     print(md)
     return 0

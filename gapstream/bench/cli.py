@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..credentials import redact_text
 from ..paths import BENCH_WORK_DIR, RESULTS_DIR, SAMPLE
 
 
@@ -138,13 +139,13 @@ def main(args: argparse.Namespace) -> int:
                          "average during the run (busy CPU time of the machine minus this benchmark's own): "
                          "the numbers are pessimistic and noisy; re-run on an idle machine.")
     report["seconds"] = time.monotonic() - t_start
-    md = render_markdown(report)
+    md = redact_text(render_markdown(report))  # reports get shared: no source passwords
     (out / "results.md").write_text(md)
-    (out / "README_table.md").write_text(render_readme_snippet(report))
+    (out / "README_table.md").write_text(redact_text(render_readme_snippet(report)))
     for r in rows:
         r.pop("spec", None)
         r.pop("python", None)
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (out / "results.json").write_text(redact_text(json.dumps(report, indent=1, default=str)) + "\n")
     if not args.no_plot:
         try:
             plot(report, out)

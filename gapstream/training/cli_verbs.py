@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..credentials import redact_text
 from ..errors import GapstreamError
 from ..paths import MODELS_DIR, shipped_model
 
@@ -170,13 +171,13 @@ def eval_main(args: argparse.Namespace) -> int:
         threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
     result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch,
                       args.threads, args.cache_dir)
-    table = render_markdown(result)
+    table = redact_text(render_markdown(result))  # reports get shared: no source passwords
     print(table, end="")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "eval.md").write_text(table)
-        (out / "eval.json").write_text(json.dumps(result, indent=1) + "\n")
+        (out / "eval.json").write_text(redact_text(json.dumps(result, indent=1)) + "\n")
     if args.write_meta:
         from .export import update_metrics
         from .inria import find_root
