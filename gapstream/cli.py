@@ -83,7 +83,8 @@ def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
          cli_verbs.train_main),
         ("export", "export float32 and int8 dual-output TFLite models", cli_verbs.add_export_args,
          cli_verbs.export_main),
-        ("eval", "accuracy and localisation (CorLoc, AP@0.5) on the INRIA test split",
+        ("eval", "recall and false positives on real clips and image folders; accuracy and localisation "
+         "(CorLoc, AP@0.5) on the INRIA test split",
          cli_verbs.add_eval_args, cli_verbs.eval_main),
     ):
         p = sub.add_parser(name, help=help_, description=help_)

@@ -50,6 +50,18 @@ def gapstream_children() -> list:
     return [p for p in mp.active_children() if p.name.startswith("gapstream-")]
 
 
+def make_video_frames(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """An H.264 video of the given RGB frames (all of one size), made beside its parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        st = add_video_stream(c, w, h, fps, "libx264")
+        for img in frames:
+            encode(c, st, img)
+        encode(c, st)
+    return path
+
+
 def make_video(path: Path, frames: int = 30, width: int = 160, height: int = 120, fps: int = 15,
                codec: str = "libx264") -> Path:
     """A small video whose frames carry their index as a gray level, for order checks."""

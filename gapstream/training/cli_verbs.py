@@ -35,8 +35,22 @@ def _quiet_tf() -> None:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="INRIA_ROOT",
-                   help="INRIA Person root (holding Train/ and Test/, or the folder containing INRIAPerson/)")
+    p.add_argument("--data", metavar="INRIA_ROOT",
+                   help="INRIA-layout recipe: INRIA Person root (holding Train/ and Test/, or the folder "
+                        "containing INRIAPerson/)")
+    scenes = p.add_argument_group("scene recipe (real footage; any of these selects it)")
+    scenes.add_argument("--clips", metavar="DIR",
+                        help="labelled clips (labels.json); only the train split is used")
+    scenes.add_argument("--inria-neg", metavar="DIR", help="person-free scenes (INRIA Train/neg)")
+    scenes.add_argument("--crops", metavar="DIR",
+                        help="INRIA 96x160 person crops pasted into --inria-neg scenes")
+    scenes.add_argument("--external", metavar="DIR", help="real photos in pos/<source>/ and neg/<source>/")
+    scenes.add_argument("--stride", type=int, default=16, choices=[16, 32],
+                        help="conv-map stride (default 16)")
+    scenes.add_argument("--pooling", default="gap", choices=["gap", "topk"],
+                        help="how the score map becomes the decision (default gap)")
+    scenes.add_argument("--topk", type=float, default=0.05, help="share of cells top-k pooling averages")
+    scenes.add_argument("--flip", action="store_true", help="also train on mirrored images")
     p.add_argument("--weights", required=True, metavar="PATH|none",
                    help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
                    "to train from scratch (nothing is ever downloaded)")
@@ -61,9 +75,34 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", help="where decoded images are cached (default ~/.cache/gapstream)")
 
 
+def train_scenes_main(args: argparse.Namespace) -> int:
+    """The scene recipe: real clip frames, composites and real photos on a 256x448 canvas."""
+    import numpy as np
+
+    from .scenes import build_scene_set
+    from .train_scenes import SceneTrainConfig, train_scenes
+
+    train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed)
+    cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, stride=args.stride,
+                           pooling=args.pooling, topk=args.topk, epochs=args.epochs, batch=args.batch,
+                           lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed)
+    summary = train_scenes(cfg, train, val)
+    # int8 calibration images for export, drawn from the training images
+    pick = np.random.default_rng(args.seed).choice(len(train.y), min(200, len(train.y)), replace=False)
+    np.save(Path(args.out) / "calib.npy", train.x[np.sort(pick)])
+    print(f"model: {summary['model']} (val accuracy {summary['val_accuracy']}); "
+          f"wall time {summary['wall_seconds']:.0f}s")
+    return 0
+
+
 def train_main(args: argparse.Namespace) -> int:
     _quiet_tf()
     _need_tf()
+    if args.clips or args.external or args.inria_neg:
+        return train_scenes_main(args)
+    if not args.data:
+        raise GapstreamError("train needs --data INRIA_ROOT, or the scene recipe's "
+                             "--clips/--external/--inria-neg")
     from .train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -105,6 +144,19 @@ def export_main(args: argparse.Namespace) -> int:
     from .export import calibration_images, export, load_keras
 
     model = load_keras(args.keras)
+    threshold = PAPER_THRESHOLD if args.threshold is None else args.threshold
+    if model.name.startswith("gapfcn_"):  # the scene recipe keeps its calibration images beside the model
+        import numpy as np
+
+        from .export import export_scene
+
+        calib_path = Path(args.keras).with_name("calib.npy")
+        if "int8" in args.quantization and not calib_path.is_file():
+            raise GapstreamError(f"int8 export needs {calib_path} (written by gapstream train)")
+        calib = np.load(calib_path) if calib_path.is_file() else None
+        for q, p in export_scene(model, args.out, calib, tuple(args.quantization), threshold).items():
+            print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
+        return 0
     calib = None
     if "int8" in args.quantization:
         if not args.data:
@@ -112,7 +164,6 @@ def export_main(args: argparse.Namespace) -> int:
         calib = calibration_images(args.data, model_info(model)["input_size"], args.num_calib, args.seed,
                                    args.cache_dir)
         log.info("calibrating int8 on %d training images", len(calib))
-    threshold = PAPER_THRESHOLD if args.threshold is None else args.threshold
     paths = export(model, args.out, calib, tuple(args.quantization), cam_threshold=threshold)
     for q, p in paths.items():
         print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
@@ -123,7 +174,16 @@ def export_main(args: argparse.Namespace) -> int:
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="INRIA_ROOT", help="INRIA Person root (uses Test/)")
+    p.add_argument("--data", metavar="INRIA_ROOT", help="INRIA Person root (uses Test/)")
+    p.add_argument("--clips", metavar="DIR",
+                   help="real clips with per-second person labels (a folder with labels.json): "
+                        "frame recall on person seconds and false positives on empty seconds, run "
+                        "through the same pipeline as 'gapstream run'")
+    p.add_argument("--split", default="eval", choices=["eval", "train", "all"],
+                   help="which clips of --clips (default: eval)")
+    p.add_argument("--images", action="append", default=[], metavar="DIR=person|no_person",
+                   help="an image folder whose images all show persons, or none (repeatable)")
+    p.add_argument("--config", metavar="YAML", help="pipeline config for --clips/--images (decision, boxes)")
     p.add_argument("--models", nargs="*", metavar="TFLITE",
                    help="TFLite models (default: the float32 and int8 models in models/)")
     p.add_argument("--keras", metavar="PATH", help="also evaluate this Keras model (needs TensorFlow)")
@@ -142,6 +202,39 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir")
 
 
+def _image_folders(specs: list[str]) -> list[tuple[Path, bool]]:
+    folders = []
+    for spec in specs:
+        folder, _, label = spec.rpartition("=")
+        if label not in ("person", "no_person") or not folder:
+            raise GapstreamError(f"--images {spec}: expected DIR=person or DIR=no_person")
+        if not Path(folder).is_dir():
+            raise GapstreamError(f"--images {folder}: no such folder")
+        folders.append((Path(folder), label == "person"))
+    return folders
+
+
+def _write_report(out: str | None, stem: str, table: str, result: dict) -> None:
+    if out:
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / f"{stem}.md").write_text(table)
+        (path / f"{stem}.json").write_text(redact_text(json.dumps(result, indent=1)) + "\n")
+
+
+def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
+    """``eval --clips/--images``: real footage through the run-time pipeline."""
+    from ..config import load_config
+    from .footage import evaluate_footage, render_markdown
+
+    folders = _image_folders(args.images)
+    result = evaluate_footage(models, args.clips, args.split, folders, load_config(args.config))
+    table = render_markdown(result)
+    print(table, end="")
+    _write_report(args.out, "footage", table, result)
+    return 0
+
+
 def eval_main(args: argparse.Namespace) -> int:
     from ..cam import PAPER_THRESHOLD
     from ..meta import load_meta
@@ -153,6 +246,13 @@ def eval_main(args: argparse.Namespace) -> int:
         models = [m for m in models if m.is_file()]
     if not models and not args.keras:
         raise GapstreamError("nothing to evaluate: pass --models and/or --keras (models/ has no model)")
+    if not (args.data or args.clips or args.images):
+        raise GapstreamError("nothing to evaluate on: pass --clips DIR, --images DIR=LABEL "
+                             "or --data INRIA_ROOT")
+    if args.clips or args.images:
+        footage_main(args, [Path(m) for m in models])
+        if not args.data:
+            return 0
     if args.keras:
         _quiet_tf()
         _need_tf()
@@ -173,11 +273,7 @@ def eval_main(args: argparse.Namespace) -> int:
                       args.threads, args.cache_dir)
     table = redact_text(render_markdown(result))  # reports get shared: no source passwords
     print(table, end="")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.md").write_text(table)
-        (out / "eval.json").write_text(redact_text(json.dumps(result, indent=1)) + "\n")
+    _write_report(args.out, "eval", table, result)
     if args.write_meta:
         from .export import update_metrics
         from .inria import find_root

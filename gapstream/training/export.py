@@ -37,6 +37,9 @@ def load_keras(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"Keras model {path} not found")
+    from .fcn import spatial_pool_layer
+
+    spatial_pool_layer()  # registers the scene model's pooling layer for deserialisation
     return keras.models.load_model(str(path), compile=False)
 
 
@@ -68,12 +71,13 @@ def _representative(images: np.ndarray) -> Any:
     return gen
 
 
-def convert(model: Any, quantization: str = "float32", calib: np.ndarray | None = None) -> bytes:
-    """TFLite bytes of the dual-output version of ``model``."""
+def convert(model: Any, quantization: str = "float32", calib: np.ndarray | None = None,
+            dual: Any = None) -> bytes:
+    """TFLite bytes of the dual-output version of ``model`` (or of ``dual``, already built)."""
     import_keras()
     import tensorflow as tf
 
-    dual = dual_output(model)
+    dual = dual if dual is not None else dual_output(model)
     conv = tf.lite.TFLiteConverter.from_keras_model(dual)
     if quantization == "int8":
         if calib is None or not len(calib):
@@ -124,6 +128,42 @@ def export(
         )
         save_meta(meta, path)
         GapModel(path).predict(np.zeros((2, *meta.input_size, 3), np.uint8))  # loads, resizes, runs
+        log.info("wrote %s (%.2f MB) and %s", path, path.stat().st_size / 1e6, path.with_suffix(".json"))
+        paths[q] = path
+    return paths
+
+
+def export_scene(model: Any, out_dir: str | Path, calib: np.ndarray | None,
+                 quantizations: tuple[str, ...] = ("float32", "int8"), cam_threshold: float = PAPER_THRESHOLD,
+                 stem: str = STEM) -> dict[str, Path]:
+    """Export a scene model (:mod:`.fcn`): keep-aspect input, its stride and pooling in the metadata.
+
+    The CAM kernel stored is the difference of the two class columns: softmax depends only
+    on that difference, so the person CAM is the per-cell evidence for person over no person.
+    """
+    from ..gapmodel import GapModel
+    from .fcn import scene_dual_output, scene_model_info
+
+    info = scene_model_info(model)
+    kernel, bias = dense_weights(model)
+    diff = (kernel[:, PERSON_INDEX] - kernel[:, 1 - PERSON_INDEX])[:, None]
+    cam_kernel = np.concatenate([-diff, diff] if PERSON_INDEX == 1 else [diff, -diff], axis=1)
+    dual = scene_dual_output(model)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for q in quantizations:
+        path = out / f"{stem}_{q}.tflite"
+        path.write_bytes(convert(model, q, calib, dual))
+        meta = ModelMeta(
+            labels=list(LABELS), person_index=PERSON_INDEX, input_size=info["input_hw"],
+            dense_kernel=cam_kernel, dense_bias=bias, quantization=q, backbone=info["backbone"],
+            alpha=info["alpha"], output_stride=info["stride"], input_mode="keep_aspect",
+            pooling=info["pooling"], cam_threshold=cam_threshold,
+        )
+        save_meta(meta, path)
+        for hw in (meta.input_size, meta.input_size[::-1]):  # loads, resizes to portrait, runs
+            GapModel(path, input_size=hw).predict(np.zeros((2, *hw, 3), np.uint8))
         log.info("wrote %s (%.2f MB) and %s", path, path.stat().st_size / 1e6, path.with_suffix(".json"))
         paths[q] = path
     return paths

@@ -1,0 +1,143 @@
+"""Evaluate on real footage: frame-level recall on person seconds, false positives on empty ones.
+
+Every clip (``labels.json`` layout, see :mod:`.clips`) and every image folder runs through
+:class:`gapstream.Pipeline`, the code path of ``gapstream run``: the same input sizing,
+decision (``post.score_threshold`` on the person probability) and box rule. A frame counts
+as a person frame when its label (from the per-second segments) says so; frames within
+``margin`` seconds of a change of label are not scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..config import PipelineConfig
+from ..credentials import redact_text
+from .clips import Clip, load_clips
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Score:
+    """Frame counts of one clip or image folder for one model."""
+
+    name: str
+    split: str
+    frames: int = 0
+    person_frames: int = 0
+    empty_frames: int = 0
+    hits: int = 0  # person frames the model flags
+    false_positives: int = 0  # empty frames the model flags
+    seconds: float = 0.0
+
+    @property
+    def recall(self) -> float | None:
+        return self.hits / self.person_frames if self.person_frames else None
+
+    @property
+    def fp_rate(self) -> float | None:
+        return self.false_positives / self.empty_frames if self.empty_frames else None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "recall": self.recall, "fp_rate": self.fp_rate}
+
+
+def _score(uri: str, name: str, split: str, label_at: object, model: Path, config: PipelineConfig) -> Score:
+    from ..pipeline import Pipeline
+
+    score = Score(name, split)
+    t0 = time.monotonic()
+    for result in Pipeline(uri, str(model), config).run():
+        label = label_at(result.pts)  # type: ignore[operator]
+        score.frames += 1
+        if label is None:
+            continue
+        if label:
+            score.person_frames += 1
+            score.hits += bool(result.is_person)
+        else:
+            score.empty_frames += 1
+            score.false_positives += bool(result.is_person)
+    score.seconds = round(time.monotonic() - t0, 2)
+    return score
+
+
+def score_clip(clip: Clip, model: Path, config: PipelineConfig, margin: float = 0.0) -> Score:
+    """Run ``model`` over every frame of ``clip`` and count against its labels."""
+    return _score(str(clip.path), clip.name, clip.split, lambda t: clip.label_at(t, margin), model, config)
+
+
+def score_images(folder: str | Path, person: bool, model: Path, config: PipelineConfig) -> Score:
+    """Run ``model`` over an image folder whose images all have the label ``person``."""
+    folder = Path(folder)
+    name = f"{folder.parent.name}/{folder.name}"
+    return _score(str(folder), name, "images", lambda _t: person, model, config)
+
+
+def summary(scores: list[Score]) -> dict:
+    """Mean per-clip recall over clips with person frames, worst clip, pooled frame counts,
+    and the worst false-positive rate over clips with empty frames."""
+    recalls = [s.recall for s in scores if s.recall is not None]
+    fps = [s.fp_rate for s in scores if s.fp_rate is not None]
+    person = sum(s.person_frames for s in scores)
+    empty = sum(s.empty_frames for s in scores)
+    return {
+        "mean_recall": sum(recalls) / len(recalls) if recalls else None,
+        "min_recall": min(recalls) if recalls else None,
+        "frame_recall": sum(s.hits for s in scores) / person if person else None,
+        "max_fp_rate": max(fps) if fps else None,
+        "frame_fp_rate": sum(s.false_positives for s in scores) / empty if empty else None,
+        "person_frames": person,
+        "empty_frames": empty,
+    }
+
+
+def evaluate_footage(models: list[Path], clips_root: str | Path | None = None, split: str = "eval",
+                     images: list[tuple[Path, bool]] | None = None, config: PipelineConfig | None = None,
+                     margin: float = 0.0) -> dict:
+    """Scores of each model on the clips of ``split`` and on labelled image folders."""
+    cfg = config or PipelineConfig()
+    clips = load_clips(clips_root, split) if clips_root else []
+    report: dict = {"split": split if clips_root else None, "clips_root": str(clips_root or ""),
+                    "margin_s": margin, "models": {}}
+    for model in models:
+        scores = []
+        for clip in clips:
+            scores.append(score_clip(clip, model, cfg, margin))
+            log.info("%s %s: recall %s, false positives %s", model.name, clip.name,
+                     _pct(scores[-1].recall), _pct(scores[-1].fp_rate))
+        folder_scores = [score_images(folder, person, model, cfg) for folder, person in images or []]
+        report["models"][model.name] = {
+            "clips": [s.to_json() for s in scores],
+            "clips_summary": summary(scores),
+            "images": [s.to_json() for s in folder_scores],
+        }
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def render_markdown(report: dict) -> str:
+    """Per-clip and per-folder tables, one per model, and the summary lines."""
+    lines = [f"# Real footage: {report['clips_root'] or 'image folders'}"
+             + (f" (split {report['split']})" if report["split"] else ""), ""]
+    for name, r in report["models"].items():
+        lines += [f"## {name}", "", "| clip / folder | split | frames | person frames | recall | "
+                  "empty frames | false positives |", "|---|---|---:|---:|---:|---:|---:|"]
+        for s in r["clips"] + r["images"]:
+            lines.append(f"| {s['name']} | {s['split']} | {s['frames']} | {s['person_frames']} | "
+                         f"{_pct(s['recall'])} | {s['empty_frames']} | {_pct(s['fp_rate'])} |")
+        sm = r["clips_summary"]
+        if sm["mean_recall"] is not None or sm["max_fp_rate"] is not None:
+            lines += ["", f"Clips: mean recall {_pct(sm['mean_recall'])} "
+                      f"(worst clip {_pct(sm['min_recall'])}, all person frames {_pct(sm['frame_recall'])}); "
+                      "false positives: worst clip "
+                      f"{_pct(sm['max_fp_rate'])}, all empty frames {_pct(sm['frame_fp_rate'])}."]
+        lines.append("")
+    return redact_text("\n".join(lines))

@@ -1,0 +1,172 @@
+"""Real-footage evaluation (eval --clips / --images) and the aspect-keeping input path.
+
+A hand-made "brightness" model flags exactly the bright frames, so clips whose labels and
+bright frames are known give exact recall and false-positive figures through the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gapstream import Pipeline
+from gapstream.config import PipelineConfig
+from gapstream.meta import ModelMeta, load_meta, save_meta
+from gapstream.training.clips import load_clips
+from gapstream.training.footage import evaluate_footage, render_markdown
+
+from .helpers import make_video_frames
+
+FPS = 10
+
+
+def brightness_model(out_dir: Path, input_hw: tuple[int, int] = (64, 112), keep_aspect: bool = True) -> Path:
+    """A fully convolutional float model: person logit grows with the brightness of each cell.
+
+    Stride 16 (4 stride-2 average poolings); maps are the mean grey level per cell (1 channel).
+    """
+    tf = pytest.importorskip("tensorflow")
+    keras = tf.keras
+    h, w = input_hw
+    inp = keras.Input((h, w, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=3, keepdims=True))(x)
+    for _ in range(4):
+        x = keras.layers.AveragePooling2D(2)(x)
+    maps = x
+    gap = keras.layers.GlobalAveragePooling2D()(maps)
+    dense = keras.layers.Dense(2, activation="softmax")
+    probs = dense(gap)
+    dense.set_weights([np.array([[-20.0, 20.0]], np.float32), np.array([10.0, -10.0], np.float32)])
+    model = keras.Model(inp, [probs, maps])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "bright_float32.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    kernel, bias = dense.get_weights()
+    save_meta(ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(h, w),
+                        dense_kernel=kernel, dense_bias=bias, backbone="brightness-test", alpha=1.0,
+                        output_stride=16,
+                        input_mode="keep_aspect" if keep_aspect else "fixed"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bright(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return brightness_model(tmp_path_factory.mktemp("bright"))
+
+
+def _frames(levels: list[int], h: int = 72, w: int = 128) -> list[np.ndarray]:
+    return [np.full((h, w, 3), v, np.uint8) for v in levels]
+
+
+def make_labelled_clips(root: Path) -> dict:
+    """Two eval clips and one train clip with known labels and known bright (flagged) frames."""
+    root.mkdir(parents=True, exist_ok=True)
+    # walk.mp4: 1 s empty then 2 s person; 4 of the 20 person frames dark, 1 of the 10 empty frames bright.
+    walk = [30] * 10 + [220] * 20
+    walk[3] = 220
+    for i in (12, 15, 18, 25):
+        walk[i] = 30
+    empty = [30] * 20  # yard.mp4: 2 s empty; 2 bright frames
+    empty[5] = empty[6] = 220
+    make_video_frames(root / "people" / "walk.mp4", _frames(walk), FPS)
+    make_video_frames(root / "noperson" / "yard.mp4", _frames(empty), FPS)
+    make_video_frames(root / "people" / "train_only.mp4", _frames([220] * 10), FPS)
+    labels = {"clips": [
+        {"file": "people/walk.mp4", "split": "eval", "segments": [
+            {"start": 0.0, "end": 1.0, "person": False}, {"start": 1.0, "end": 3.0, "person": True}]},
+        {"file": "noperson/yard.mp4", "split": "eval",
+         "segments": [{"start": 0.0, "end": 2.0, "person": False}]},
+        {"file": "people/train_only.mp4", "split": "train", "segments": [
+            {"start": 0.0, "end": 1.0, "person": True}]},
+    ]}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return labels
+
+
+def test_labels_and_split(tmp_path: Path) -> None:
+    make_labelled_clips(tmp_path / "clips")
+    names = [c.name for c in load_clips(tmp_path / "clips", "eval")]
+    assert names == ["people/walk.mp4", "noperson/yard.mp4"]
+    assert [c.name for c in load_clips(tmp_path / "clips", "train")] == ["people/train_only.mp4"]
+    walk = load_clips(tmp_path / "clips", "eval")[0]
+    assert walk.label_at(0.5) is False and walk.label_at(1.0) is True and walk.label_at(2.95) is True
+    assert walk.label_at(0.9, margin=0.2) is None and walk.label_at(1.5, margin=0.2) is True
+
+
+def test_eval_clips_counts_recall_and_false_positives_exactly(bright: Path, tmp_path: Path) -> None:
+    make_labelled_clips(tmp_path / "clips")
+    report = evaluate_footage([bright], tmp_path / "clips", "eval")
+    r = report["models"][bright.name]
+    walk, yard = r["clips"]
+    assert (walk["frames"], walk["person_frames"], walk["empty_frames"]) == (30, 20, 10)
+    assert walk["hits"] == 16 and walk["recall"] == pytest.approx(0.8)
+    assert walk["false_positives"] == 1 and walk["fp_rate"] == pytest.approx(0.1)
+    assert yard["person_frames"] == 0 and yard["recall"] is None and yard["fp_rate"] == pytest.approx(0.1)
+    s = r["clips_summary"]
+    assert s["mean_recall"] == pytest.approx(0.8) and s["max_fp_rate"] == pytest.approx(0.1)
+    assert s["frame_fp_rate"] == pytest.approx(3 / 30)
+    table = render_markdown(report)
+    assert "| people/walk.mp4 | eval | 30 | 20 | 80.0 % | 10 | 10.0 % |" in table
+
+
+def test_eval_image_folders(bright: Path, tmp_path: Path) -> None:
+    pos, neg = tmp_path / "pos", tmp_path / "neg"
+    for folder, levels in ((pos, [220, 220, 220, 30]), (neg, [30] * 5)):
+        folder.mkdir()
+        for i, img in enumerate(_frames(levels)):
+            cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    r = evaluate_footage([bright], images=[(pos, True), (neg, False)])["models"][bright.name]
+    p, n = r["images"]
+    assert (p["person_frames"], p["hits"], p["recall"]) == (4, 3, pytest.approx(0.75))
+    assert (n["empty_frames"], n["false_positives"], n["fp_rate"]) == (5, 0, 0.0)
+
+
+def test_eval_cli_writes_footage_report(bright: Path, tmp_path: Path) -> None:
+    make_labelled_clips(tmp_path / "clips")
+    r = subprocess.run([sys.executable, "-m", "gapstream", "eval", "--clips", str(tmp_path / "clips"),
+                        "--split", "train", "--models", str(bright), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "out" / "footage.json").read_text())
+    clips = rep["models"][bright.name]["clips"]
+    assert [c["name"] for c in clips] == ["people/train_only.mp4"] and clips[0]["recall"] == 1.0
+    bad = subprocess.run([sys.executable, "-m", "gapstream", "eval", "--models", str(bright)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("gapstream: error:")
+
+
+@pytest.mark.parametrize(("frame_hw", "input_hw"), [((180, 320), (64, 112)), ((320, 180), (112, 64)),
+                                                      ((240, 240), (112, 112))])
+def test_keep_aspect_input_size_and_maps(bright: Path, tmp_path: Path, frame_hw: tuple,
+                                         input_hw: tuple) -> None:
+    meta = load_meta(bright)
+    assert meta.input_size_for(*frame_hw) == input_hw
+    h, w = frame_hw
+    frames = [np.full((h, w, 3), 150, np.uint8) for _ in range(3)]  # bright enough to be "person"
+    frames[1][h // 4 : h // 2, w // 8 : w // 3] = 255  # the brightest object, top left
+    clip = make_video_frames(tmp_path / "clip.mp4", frames, FPS)
+    cfg = PipelineConfig()
+    cfg.post.threshold = 0.9  # only the object's cells (1.0) pass, not the background (0.59)
+    results = [(r.cam.shape, r.detections.xyxy.copy(), r.is_person)
+               for r in Pipeline(str(clip), str(bright), cfg).run()]
+    assert [shape for shape, _, _ in results] == [(input_hw[0] // 16, input_hw[1] // 16)] * 3
+    _, boxes, person = results[1]
+    assert person
+    # A box in the frame's own pixels, around the bright object (CAM cells are 16 input px).
+    assert len(boxes) >= 1
+    x1, y1, x2, y2 = boxes[0]
+    assert 0 <= x1 < w / 3 and 0 <= y1 < h / 2 and x2 <= w and y2 <= h
+    assert x1 <= w / 8 + w / 7 and y1 <= h / 4 + h / 7
+
+
+def test_fixed_input_model_ignores_the_frame_aspect(tmp_path: Path) -> None:
+    fixed = brightness_model(tmp_path, keep_aspect=False)
+    assert load_meta(fixed).input_size_for(720, 1280) == (64, 112)
+    assert load_meta(fixed).input_size_for(1280, 720) == (64, 112)
