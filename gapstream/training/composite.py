@@ -158,6 +158,39 @@ def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, hei
     return counts
 
 
+def build_surveillance_test(test_neg: Path, crops: Path, out: Path, seed: int = 0, n_pos: int = 300,
+                            n_neg: int = 200) -> dict[str, int]:
+    """A test split (INRIA layout) at surveillance scales: held-out person crops (see
+    :func:`scenes.split_crops`) pasted 1-4 per scene at 6-60 % of the frame height into INRIA
+    Test/neg scenes on the 256x448 canvas, and negatives with same-shaped patches of other scenes.
+    Only test-only crops and scenes: the scene recipe never trains on either."""
+    from .scenes import composite, crop_cover, image_files, read_rgb, scene_patches, split_crops
+
+    rng = np.random.default_rng(seed)
+    scenes = [s for s in (read_rgb(p) for p in image_files(test_neg)) if s is not None]
+    if not scenes:
+        raise DataError(f"no scenes in {test_neg}")
+    rng.shuffle(scenes)
+    persons = [c for c in (read_rgb(p) for p in split_crops(image_files(crops))[1]) if c is not None]
+    others = scene_patches(scenes[::-1], rng)
+    for sub in ("pos", "neg", "annotations"):
+        (out / "Test" / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n_pos):
+        img, boxes = composite(crop_cover(scenes[i % len(scenes)], rng, (1.0, 1.8)), persons, rng)
+        name = f"Test/pos/surv_{i:05d}.png"
+        cv2.imwrite(str(out / name), img[..., ::-1])
+        (out / "Test" / "annotations" / f"surv_{i:05d}.txt").write_text(
+            format_annotation(name, img.shape[1], img.shape[0], [tuple(round(v) for v in b) for b in boxes]))
+    for i in range(n_neg):
+        bg = crop_cover(scenes[(n_pos + i) % len(scenes)], rng, (1.0, 1.8))
+        img = composite(bg, others, rng)[0] if i % 2 else bg
+        cv2.imwrite(str(out / "Test" / "neg" / f"surv_{i:05d}.png"), img[..., ::-1])
+    (out / "MANIFEST.txt").write_text(
+        "Surveillance-scale composite test split built by gapstream.training.composite --surveillance\n"
+        f"seed {seed}; {len(persons)} held-out crops; scenes from {test_neg}\n")
+    return {"Test/pos": n_pos, "Test/neg": n_neg}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--inria", type=Path, required=True, help="INRIAPerson root with 96X160H96 and neg")
@@ -165,8 +198,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--paired", action="store_true",
                    help="use every training scene both with and without persons")
+    p.add_argument("--surveillance", action="store_true",
+                   help="only a test split at surveillance scales (held-out crops in Test/neg scenes)")
+    p.add_argument("--crops", type=Path, help="96x160 person crops (default INRIA/96X160H96/Train/pos)")
     args = p.parse_args(argv)
-    for k, v in build(args.inria, args.out, args.seed, paired=args.paired).items():
+    crops = args.crops or args.inria / "96X160H96" / "Train" / "pos"
+    counts = (build_surveillance_test(args.inria / "Test" / "neg", crops, args.out, args.seed)
+              if args.surveillance else build(args.inria, args.out, args.seed, paired=args.paired))
+    for k, v in counts.items():
         print(f"{k}: {v}")
 
 

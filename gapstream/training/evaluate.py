@@ -95,15 +95,17 @@ def evaluate(
 
     data = load_inria(data_root, splits=("test",), seed=seed)
     cache = cache_dir or default_cache_dir()
-    loaded: dict[int, tuple] = {}
+    loaded: dict[tuple[int, int], tuple] = {}
 
-    def test_images(size: int) -> tuple:
+    def test_images(size: tuple[int, int]) -> tuple:
         if size not in loaded:
             x, y, sizes, paths = load_split_images(data.test, size, cache)
             loaded[size] = (x, y, sizes, paths, gt_boxes(data.test_boxes, paths, sizes))
         return loaded[size]
 
-    runs: list[tuple[str, Any, int, np.ndarray, int]] = []  # name, fn, size, kernel, person index
+    # name, fn, input (h, w), kernel, person index. Keep-aspect models see every image at their
+    # training canvas: exact for canvas-shaped test sets (the surveillance composite).
+    runs: list[tuple[str, Any, tuple[int, int], np.ndarray, int]] = []
     if keras_model is not None:
         from .build import dense_weights, dual_output
         from .export import load_keras
@@ -116,13 +118,13 @@ def evaluate(
             p, m = dual(x.astype(np.float32), training=False)
             return p.numpy(), m.numpy()
 
-        runs.append(("keras", keras_fn, int(km.input_shape[1]), kernel, 1))
+        runs.append(("keras", keras_fn, (int(km.input_shape[1]), int(km.input_shape[2])), kernel, 1))
     names: set[str] = set()
     for path in models:
         gm = GapModel(path, num_threads)
         name = gm.meta.quantization if gm.meta.quantization not in names else Path(path).stem
         names.add(name)
-        runs.append((name, gm.predict, int(gm.meta.input_size[0]), gm.meta.dense_kernel,
+        runs.append((name, gm.predict, tuple(gm.meta.input_size), gm.meta.dense_kernel,
                      gm.meta.person_index))
 
     results: dict[str, dict] = {}
@@ -162,7 +164,7 @@ def tune_threshold(
         raise DataError(f"no annotated validation person images under {data.root / 'Train'}")
     gm = GapModel(model)
     x, _, sizes, paths = load_split_images(Split(pos, np.ones(len(pos), np.int64)),
-                                           gm.meta.input_size[0], cache_dir or default_cache_dir())
+                                           tuple(gm.meta.input_size), cache_dir or default_cache_dir())
     gts = gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
     probs, maps = _run_batches(gm.predict, x, 32)
     scores = {t: localisation_metrics(maps, probs, gm.meta.dense_kernel, gm.meta.person_index, sizes,

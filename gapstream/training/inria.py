@@ -259,13 +259,18 @@ def read_rgb(path: str | Path) -> np.ndarray | None:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def _load_one(path: Path, size: int) -> tuple[np.ndarray | None, tuple[int, int]]:
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _load_one(path: Path, size: int | tuple[int, int]) -> tuple[np.ndarray | None, tuple[int, int]]:
     img = read_rgb(path)
     if img is None:
         return None, (0, 0)
     h, w = img.shape[:2]
-    # Same resize as the runtime (GapModel.preprocess): whole frame, bilinear, no aspect keeping.
-    return cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR), (w, h)
+    sh, sw = _hw(size)
+    # Same resize as the runtime (GapModel.preprocess): whole frame, bilinear.
+    return cv2.resize(img, (sw, sh), interpolation=cv2.INTER_LINEAR), (w, h)
 
 
 def default_cache_dir() -> Path:
@@ -273,9 +278,10 @@ def default_cache_dir() -> Path:
 
 
 def load_images(
-    paths: list[Path], size: int, cache_dir: str | Path | None = None, workers: int = 4,
+    paths: list[Path], size: int | tuple[int, int], cache_dir: str | Path | None = None, workers: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode and resize ``paths`` once: ``(images (N, size, size, 3) uint8 RGB, sizes (N, 2) w/h, ok (N,))``.
+    """Decode and resize ``paths`` once to ``size`` (square, or (h, w)):
+    ``(images (N, h, w, 3) uint8 RGB, sizes (N, 2) w/h, ok (N,))``.
 
     Unreadable files get ``ok = False`` (and a black image). With ``cache_dir`` the
     result is kept in an ``.npz`` keyed by the paths, their sizes/mtimes and ``size``.
@@ -291,7 +297,7 @@ def load_images(
                 return z["images"], z["sizes"], z["ok"]
         except (OSError, ValueError, KeyError):
             log.warning("ignoring unreadable cache %s", cache)
-    images = np.zeros((len(paths), size, size, 3), np.uint8)
+    images = np.zeros((len(paths), *_hw(size), 3), np.uint8)
     sizes = np.zeros((len(paths), 2), np.int64)
     ok = np.zeros(len(paths), bool)
     with ThreadPoolExecutor(max(1, workers)) as ex:
@@ -309,7 +315,7 @@ def load_images(
 
 
 def load_split_images(
-    split: Split, size: int, cache_dir: str | Path | None = None,
+    split: Split, size: int | tuple[int, int], cache_dir: str | Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Path]]:
     """Images, labels, original sizes and paths of a split, without undecodable files."""
     images, sizes, ok = load_images(split.paths, size, cache_dir)

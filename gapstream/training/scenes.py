@@ -169,6 +169,14 @@ def composite(background: np.ndarray, patches: list[np.ndarray], rng: np.random.
     return canvas, np.array(boxes, np.float32).reshape(-1, 4)
 
 
+def split_crops(crops: list[Path], every: int = 7) -> tuple[list[Path], list[Path]]:
+    """``(train, test)`` INRIA crops split by source image (``crop001001a.png`` -> ``001001``):
+    every ``every``-th source image is held out, so no test person was seen in training."""
+    ids = sorted({p.stem[4:10] for p in crops})
+    held = set(ids[::every])
+    return [p for p in crops if p.stem[4:10] not in held], [p for p in crops if p.stem[4:10] in held]
+
+
 def scene_patches(scenes: list[np.ndarray], rng: np.random.Generator, n: int = 400) -> list[np.ndarray]:
     """96x160 patches cut from person-free scenes: the 'nothing pasted' twin of a person crop."""
     out = []
@@ -208,7 +216,7 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
             add(img, label, tag)
     if inria_neg and crops:
         scenes = [s for s in (read_rgb(p) for p in image_files(inria_neg)) if s is not None]
-        person_crops = [c for c in (read_rgb(p) for p in image_files(crops)) if c is not None]
+        person_crops = [c for c in (read_rgb(p) for p in split_crops(image_files(crops))[0]) if c is not None]
         others = scene_patches(scenes, rng)
         n_val = len(scenes) // 10
         for i, scene in enumerate(scenes):
