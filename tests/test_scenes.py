@@ -1,0 +1,110 @@
+"""The scene recipe: training scenes, composites, the stem-feature trainer and keep-aspect export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gapstream.gapmodel import GapModel
+from gapstream.meta import load_meta
+from gapstream.training.scenes import CANVAS, build_scene_set, composite, split_crops
+
+from .helpers import make_video_frames
+
+
+def make_sources(root: Path) -> dict[str, Path]:
+    """Tiny stand-ins for every source: labelled clips, scenes, person crops, external photos."""
+    rng = np.random.default_rng(0)
+    clips = root / "clips"
+    make_video_frames(clips / "people" / "a.mp4", [np.full((90, 160, 3), 200, np.uint8)] * 20, 10)
+    make_video_frames(clips / "noperson" / "b.mp4", [np.full((90, 160, 3), 40, np.uint8)] * 20, 10)
+    make_video_frames(clips / "people" / "held.mp4", [np.full((90, 160, 3), 90, np.uint8)] * 10, 10)
+    (clips / "labels.json").write_text(json.dumps({"clips": [
+        {"file": "people/a.mp4", "split": "train", "segments": [{"start": 0, "end": 2.0, "person": True}]},
+        {"file": "noperson/b.mp4", "split": "train", "segments": [{"start": 0, "end": 2.0, "person": False}]},
+        {"file": "people/held.mp4", "split": "eval", "segments": [{"start": 0, "end": 1.0, "person": True}]},
+    ]}))
+    folders = {"clips": clips}
+    for name, n, shape in (("neg", 10, (120, 160)), ("crops", 14, (160, 96)), ("external/pos/cam", 10, (100, 80)),
+                           ("external/neg/pets", 10, (80, 100))):
+        d = root / name
+        d.mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+            fname = f"crop{i // 2:06d}{'ab'[i % 2]}.png" if name == "crops" else f"{i:03d}.jpg"
+            cv2.imwrite(str(d / fname), img)
+        folders[name.split("/")[0]] = root / name.split("/")[0]
+    return folders
+
+
+def test_crops_split_by_source_image(tmp_path: Path) -> None:
+    crops = [tmp_path / f"crop{i:06d}{s}.png" for i in range(14) for s in "ab"]
+    train, test = split_crops(crops)
+    assert {p.stem[4:10] for p in train}.isdisjoint({p.stem[4:10] for p in test})
+    assert len(test) == 4 and len(train) == 24  # source images 0 and 7 held out, both of their crops
+
+
+def test_composite_pastes_persons_with_boxes_inside_the_canvas() -> None:
+    rng = np.random.default_rng(1)
+    bg = np.full((*CANVAS, 3), 100, np.uint8)
+    person = np.zeros((160, 96, 3), np.uint8)
+    person[32:128, 16:80] = 250
+    for _ in range(20):
+        img, boxes = composite(bg, [person], rng, count=2)
+        assert img.shape == bg.shape and len(boxes) <= 2
+        h, w = CANVAS
+        assert np.all(boxes[:, 0] >= 0) and np.all(boxes[:, 2] <= w) and np.all(boxes[:, 3] <= h)
+        for x1, y1, x2, y2 in boxes.astype(int):
+            if y1 > 0 and y2 < h:  # not cut by the frame edge: surveillance scales, >= ~6 % of the height
+                assert (y2 - y1) >= 0.05 * h
+            if x2 - x1 > 2 and y2 - y1 > 2:  # the person is visible in its box (occlusion hides a part)
+                assert img[y1:y2, x1:x2].max() > 130
+
+
+def test_scene_set_takes_every_source_and_holds_out_validation(tmp_path: Path) -> None:
+    src = make_sources(tmp_path)
+    train, val = build_scene_set(src["clips"], src["neg"], src["crops"], src["external"], every_s=0.2)
+    assert train.x.shape[1:] == (*CANVAS, 3) and train.x.dtype == np.uint8
+    counts, vcounts = train.counts(), val.counts()
+    assert set(counts) == {"clips", "composites", "cam", "pets"}
+    assert counts["cam"][0] == 0 and counts["pets"][1] == 0  # labels follow the pos/neg folders
+    assert counts["composites"][1] == counts["composites"][0] > 0  # paired: each scene with and without
+    assert "clips" in vcounts  # the last 20 % of each train clip is validation
+    # Only the train split of the clips: the eval clip's grey level (90) never appears unaltered.
+    assert sum(counts["clips"]) + sum(vcounts.get("clips", [0, 0])) <= 22
+
+
+def test_train_and_export_scene_model(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from gapstream.training.export import export_scene, load_keras
+    from gapstream.training.scenes import SceneSet
+    from gapstream.training.train_scenes import SceneTrainConfig, train_scenes
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (24, 64, 112, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    x[y == 1, 20:50, 40:60] = 255  # a bright "person" blob
+    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 24))
+    cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "run"), epochs=1, batch=8, pooling="topk")
+    summary = train_scenes(cfg, data, data)
+    assert summary["val_by_source"]["synthetic"]["n"] == 24
+    model = load_keras(tmp_path / "run" / "model.keras")
+    paths = export_scene(model, tmp_path / "models", x[:16])
+    cams = {}
+    for q, path in paths.items():
+        meta = load_meta(path)
+        assert meta.input_mode == "keep_aspect" and meta.output_stride == 16 and meta.pooling == "topk"
+        assert meta.input_size == (64, 112) and meta.input_size_for(720, 1280) == (64, 112)
+        # Portrait frames get a portrait input; the maps follow.
+        gm = GapModel(path, input_size=meta.input_size_for(1280, 720))
+        probs, maps = gm.predict(np.ascontiguousarray(x[:4].transpose(0, 2, 1, 3)))
+        assert probs.shape == (4, 2) and maps.shape == (4, 7, 4, meta.dense_kernel.shape[0])
+        probs, maps = GapModel(path).predict(x[:8])
+        assert maps.shape[1:3] == (4, 7)
+        cams[q] = maps @ meta.dense_kernel[:, 1]
+    r = np.corrcoef(cams["int8"].ravel(), cams["float32"].ravel())[0, 1]
+    assert r > 0.9, f"int8 vs float CAM correlation {r:.3f} at 64x112"
