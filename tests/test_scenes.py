@@ -29,8 +29,8 @@ def make_sources(root: Path) -> dict[str, Path]:
         {"file": "people/held.mp4", "split": "eval", "segments": [{"start": 0, "end": 1.0, "person": True}]},
     ]}))
     folders = {"clips": clips}
-    for name, n, shape in (("neg", 10, (120, 160)), ("crops", 14, (160, 96)), ("external/pos/cam", 10, (100, 80)),
-                           ("external/neg/pets", 10, (80, 100))):
+    for name, n, shape in (("neg", 10, (120, 160)), ("crops", 14, (160, 96)),
+                           ("external/pos/cam", 10, (100, 80)), ("external/neg/pets", 10, (80, 100))):
         d = root / name
         d.mkdir(parents=True)
         for i in range(n):
