@@ -79,7 +79,8 @@ def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
     from .training import cli_verbs
 
     for name, help_, add, fn in (
-        ("train", "train the MobileNet-GAP classifier on INRIA Person", cli_verbs.add_train_args,
+        ("train", "train the MobileNet-GAP classifier (scene recipe on real footage, or INRIA layout)",
+         cli_verbs.add_train_args,
          cli_verbs.train_main),
         ("export", "export float32 and int8 dual-output TFLite models", cli_verbs.add_export_args,
          cli_verbs.export_main),
@@ -119,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.verb in ("train", "export", "eval"):  # run sets up logging from its config
+            _setup_logging("INFO")
         return int(args.func(args) or 0)
     except GapstreamError as exc:
         print(f"gapstream: error: {redact_text(str(exc))}", file=sys.stderr)

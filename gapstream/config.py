@@ -36,6 +36,8 @@ class SourceConfig:
 class ModelConfig:
     path: str = ""  # empty: the shipped int8 model in models/
     num_threads: int = 0  # 0: all cores
+    # Long side of the network input for keep-aspect models; 0: the model's own (its metadata).
+    input_long_side: int = 0
 
 
 @dataclass
@@ -108,6 +110,8 @@ class PipelineConfig:
             ("source.reconnect_attempts", self.source.reconnect_attempts >= 0, "must be >= 0"),
             ("source.rtsp_transport", self.source.rtsp_transport in ("tcp", "udp"), "must be tcp or udp"),
             ("model.num_threads", self.model.num_threads >= 0, "must be >= 0"),
+            ("model.input_long_side", self.model.input_long_side == 0 or self.model.input_long_side >= 32,
+             "must be 0 (the model's own) or >= 32"),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
              "must be DEBUG, INFO, WARNING or ERROR"),
         ]

@@ -42,19 +42,24 @@ class ModelMeta:
     # convolutional, so each source gets an input of the same long side and its own aspect ratio.
     input_mode: str = "fixed"
     pooling: str = "gap"  # how the graph pools the class score map into probabilities
+    # keep_aspect: the long side frames are run at (0: the trained one). Larger than the training
+    # canvas when the footage's persons are smaller than the trained ones.
+    input_long_side: int = 0
     cam_threshold: float = PAPER_THRESHOLD  # box threshold; eval --tune-threshold tunes it
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
 
-    def input_size_for(self, height: int, width: int) -> tuple[int, int]:
+    def input_size_for(self, height: int, width: int, long_side: int = 0) -> tuple[int, int]:
         """The network input (h, w) for frames of ``height x width``.
 
-        ``keep_aspect`` models keep the trained long side and the frame's aspect ratio,
-        rounded to whole conv-map cells, so small persons are not squashed.
+        ``keep_aspect`` models keep the frame's aspect ratio at ``long_side`` (default: the
+        model's ``input_long_side``, else its trained long side), rounded to whole conv-map
+        cells, so small persons are not squashed.
         """
         if self.input_mode != "keep_aspect":
             return self.input_size
-        long_side, cell = max(self.input_size), self.output_stride
+        long_side = long_side or self.input_long_side or max(self.input_size)
+        cell = self.output_stride
         s = long_side / max(height, width, 1)
         return (max(cell, round(height * s / cell) * cell), max(cell, round(width * s / cell) * cell))
 
@@ -94,6 +99,7 @@ class ModelMeta:
                 output_stride=int(d.get("output_stride", 32)),
                 input_mode=d.get("input_mode", "fixed"),
                 pooling=d.get("pooling", "gap"),
+                input_long_side=int(d.get("input_long_side", 0)),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),

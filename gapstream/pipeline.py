@@ -113,7 +113,7 @@ class Pipeline:
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-        input_size = meta.input_size_for(info.height, info.width)
+        input_size = meta.input_size_for(info.height, info.width, cfg.model.input_long_side)
         return Plan(model_path, meta, info, post_cfg, annotate,
                     frame_slots=max(slots, cfg.infer.batch_size + 1),
                     input_size=input_size, maps_shape=meta.maps_shape(input_size))

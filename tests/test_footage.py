@@ -170,3 +170,14 @@ def test_fixed_input_model_ignores_the_frame_aspect(tmp_path: Path) -> None:
     fixed = brightness_model(tmp_path, keep_aspect=False)
     assert load_meta(fixed).input_size_for(720, 1280) == (64, 112)
     assert load_meta(fixed).input_size_for(1280, 720) == (64, 112)
+
+
+def test_input_long_side_from_metadata_and_config(bright: Path, tmp_path: Path) -> None:
+    meta = load_meta(bright)
+    meta.input_long_side = 224
+    assert meta.input_size_for(720, 1280) == (128, 224) and meta.input_size_for(1280, 720) == (224, 128)
+    assert meta.input_size_for(720, 1280, long_side=160) == (96, 160)  # the config's override wins
+    clip = make_video_frames(tmp_path / "c.mp4", _frames([200, 200], h=90, w=160), FPS)
+    cfg = PipelineConfig()
+    cfg.model.input_long_side = 224
+    assert [r.cam.shape for r in Pipeline(str(clip), str(bright), cfg).run()] == [(8, 14)] * 2
