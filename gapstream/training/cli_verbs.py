@@ -55,7 +55,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
                    "to train from scratch (nothing is ever downloaded)")
     p.add_argument("--alpha", type=float, default=0.5, help="MobileNet width multiplier (default 0.5)")
-    p.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "tiny"])
+    p.add_argument("--backbone", default="mobilenet", choices=["mobilenet", "mobilenetv2", "tiny"],
+                   help="mobilenet (v1), mobilenetv2 (scene recipe only) or tiny (tests)")
     p.add_argument("--input-size", type=int, default=224, metavar="PX")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch", type=int, default=32, metavar="N", help="training batch size (default 32)")
@@ -83,7 +84,9 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     from .train_scenes import SceneTrainConfig, train_scenes
 
     train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed)
-    cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, stride=args.stride,
+    backbone = "mobilenetv2" if args.backbone == "mobilenetv2" else "mobilenet"
+    cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
+                           stride=args.stride,
                            pooling=args.pooling, topk=args.topk, epochs=args.epochs, batch=args.batch,
                            lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed)
     summary = train_scenes(cfg, train, val)

@@ -8,9 +8,10 @@ them into the two logits:
 * ``topk``: the mean of the ``k`` highest cells (a share of the map), so one small person
   can carry the decision, which a mean over a whole 28x16 map dilutes.
 
-``stride`` 16 stops the trunk after ``conv_pw_11`` (the CAM paper removed the last layers
-for 14x14 maps; here 16x28 at 256x448). The trunk up to ``conv_pw_5`` (stride 8) is frozen:
-its ImageNet features are computed once per training image (see :mod:`.train_scenes`).
+``stride`` 16 stops the trunk at stride 16 (the CAM paper removed the last layers for 14x14
+maps; here 16x28 at 256x448): after ``conv_pw_11`` of MobileNet v1, or at block 13's
+expansion of MobileNetV2. The backbone up to stride 8 is frozen: its ImageNet features are
+computed once per training image (see :mod:`.train_scenes`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from typing import Any
 
 from .build import DENSE_NAME, LABELS, import_keras, load_backbone_weights
 
-#: The last frozen layer (stride 8) and the last layer for each output stride.
-FROZEN = "conv_pw_5_relu"
-LAST = {16: "conv_pw_11_relu", 32: "conv_pw_13_relu"}
+#: Per backbone: the last frozen layer (stride 8) and the last layer for each output stride.
+#: MobileNetV2's stride-16 map is block 13's expansion (as in SSDLite): 6x the channels of block 12.
+BACKBONES = {
+    "mobilenet": ("conv_pw_5_relu", {16: "conv_pw_11_relu", 32: "conv_pw_13_relu"}),
+    "mobilenetv2": ("block_5_add", {16: "block_13_expand_relu", 32: "out_relu"}),
+}
 POOLINGS = ("gap", "topk")
 POOL_NAME = "pool"
 
@@ -56,43 +60,42 @@ def spatial_pool_layer() -> Any:
 
 
 def build_scene_model(weights: str | Path | None, input_hw: tuple[int, int] = (256, 448), alpha: float = 0.25,
-                      stride: int = 16, pooling: str = "gap", k: float = 0.05, l2: float = 1e-4
-                      ) -> tuple[Any, Any, Any]:
+                      stride: int = 16, pooling: str = "gap", k: float = 0.05, l2: float = 1e-4,
+                      backbone: str = "mobilenet") -> tuple[Any, Any, Any]:
     """``(model, stem, head)``: the classifier ``RGB [0, 255] -> probs``; its frozen stem
-    ``RGB -> stride-8 features``; and ``features -> probs``, sharing the trainable layers."""
+    ``RGB -> stride-8 features``; and ``features -> probs``, sharing the trainable layers.
+
+    The model is a chain (rescale, stem, trunk, dense, pool, softmax) of which stem and trunk
+    are sub-models cut from the ImageNet backbone.
+    """
     keras = import_keras()
-    if stride not in LAST or pooling not in POOLINGS:
-        raise ValueError(f"stride must be one of {sorted(LAST)} and pooling one of {POOLINGS}")
+    if backbone not in BACKBONES or stride not in BACKBONES[backbone][1] or pooling not in POOLINGS:
+        raise ValueError(f"backbone one of {sorted(BACKBONES)}, stride 16 or 32, pooling one of {POOLINGS}")
+    frozen, last = BACKBONES[backbone][0], BACKBONES[backbone][1][stride]
     h, w = input_hw
     import warnings
 
+    app = keras.applications.MobileNet if backbone == "mobilenet" else keras.applications.MobileNetV2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # non-square input: "weights for 224x224 will be loaded"
-        base = keras.applications.MobileNet(input_shape=(h, w, 3), alpha=alpha, include_top=False,
-                                            weights=None)
+        base = app(input_shape=(h, w, 3), alpha=alpha, include_top=False, weights=None)
     if weights is not None and str(weights).lower() != "none":
+        # By topology: MobileNetV2 files from Keras 2.1 carry other layer names.
         load_backbone_weights(base, weights)
-    names = [layer.name for layer in base.layers]
-    i0, i1 = names.index(FROZEN), names.index(LAST[stride])
+    stem = keras.Model(base.inputs[0], base.get_layer(frozen).output, name="stem")
+    stem.trainable = False
+    trunk = keras.Model(base.get_layer(frozen).output, base.get_layer(last).output, name="trunk")
     dense = keras.layers.Dense(len(LABELS), name=DENSE_NAME, kernel_regularizer=keras.regularizers.l2(l2))
     pool = spatial_pool_layer()(pooling, k, name=POOL_NAME)
     softmax = keras.layers.Softmax(name="probs")
-
     inp = keras.Input((h, w, 3), name="image")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="rescale")(inp)
-    for layer in base.layers[1 : i0 + 1]:
-        layer.trainable = False
-        x = layer(x)
-    stem = keras.Model(inp, x, name="stem")
-    feat_in = keras.Input(x.shape[1:], name="features")
-    y = feat_in
-    for layer in base.layers[i0 + 1 : i1 + 1]:
-        x = layer(x)
-        y = layer(y)
-    name = f"gapfcn_mobilenet_{alpha:g}_{h}x{w}_s{stride}_{pooling}"
-    model = keras.Model(inp, softmax(pool(dense(x))), name=name)
-    head = keras.Model(feat_in, softmax(pool(dense(y))), name="head")
-    return model, stem, head
+    name = f"gapfcn_{backbone}_{alpha:g}_{h}x{w}_s{stride}_{pooling}"
+    model = keras.Model(inp, softmax(pool(dense(trunk(stem(x))))), name=name)
+    feats = keras.Input(stem.outputs[0].shape[1:], name="features")
+    head = keras.Model(feats, softmax(pool(dense(trunk(feats)))), name="head")
+    stem_model = keras.Model(inp, stem(x), name="stem_rgb")
+    return model, stem_model, head
 
 
 def scene_dual_output(model: Any) -> Any:

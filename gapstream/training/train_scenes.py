@@ -28,6 +28,7 @@ class SceneTrainConfig:
     weights: str | None  # ImageNet MobileNet v1 no-top .h5 for the chosen alpha
     out: str = "runs/scenes"
     alpha: float = 0.25
+    backbone: str = "mobilenet"  # or mobilenetv2
     stride: int = 16
     pooling: str = "gap"
     topk: float = 0.05  # share of the cells the top-k pooling averages
@@ -75,7 +76,7 @@ def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     model, stem, head = build_scene_model(cfg.weights, train.x.shape[1:3], cfg.alpha, cfg.stride, cfg.pooling,
-                                          cfg.topk, cfg.l2)
+                                          cfg.topk, cfg.l2, cfg.backbone)
     feats, labels = stem_features(stem, train.x), train.y
     if cfg.flip:
         feats = np.concatenate([feats, stem_features(stem, train.x, flip=True)])
