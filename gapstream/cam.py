@@ -152,4 +152,18 @@ def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, 
         if len(seeds) > 1:  # split on the cells, then carry the cell labels to the box resolution
             regions = cv2.resize(split_by_peaks(cam, seeds), (bw, bh), interpolation=cv2.INTER_NEAREST)
     det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob, regions)
-    return True, scale_boxes(det, width / bw, height / bh)
+    det = scale_boxes(det, width / bw, height / bh)
+    if cfg.box_scale and tuple(cfg.box_scale) != (1.0, 1.0):
+        det = resize_boxes(det, cfg.box_scale[0], cfg.box_scale[1], width, height)
+    return True, det
+
+
+def resize_boxes(det: Detections, fx: float, fy: float, width: int, height: int) -> Detections:
+    """Scale each box's width by ``fx`` and height by ``fy`` about its centre, clipped to the frame."""
+    if not len(det):
+        return det
+    c = (det.xyxy[:, :2] + det.xyxy[:, 2:]) / 2
+    half = (det.xyxy[:, 2:] - det.xyxy[:, :2]) / 2 * np.array([fx, fy], np.float32)
+    xyxy = np.concatenate([c - half, c + half], axis=1)
+    np.clip(xyxy, 0, np.array([width, height, width, height], np.float32), out=xyxy)
+    return Detections(xyxy.astype(np.float32), det.scores)

@@ -55,6 +55,8 @@ class PostConfig:
     min_area: float = 0.005  # smallest box as a fraction of the frame area
     box_resolution: int = 448  # longer side of the CAM used for boxes; boxes are scaled to the frame
     blend_alpha: float = 0.4
+    # Box width/height factors about the box centre; None: the model's own (its metadata).
+    box_scale: list[float] | None = None
     split_peaks: bool = True  # one box per CAM peak, so that a group of persons gets a box each
     peak_floor: float = 0.5  # a peak counts when it reaches this fraction of the CAM maximum
     cubic: bool = False  # cubic instead of bilinear CAM upsampling (the reference used cubic)
@@ -99,6 +101,9 @@ class PipelineConfig:
             ("post.score_threshold", 0 <= self.post.score_threshold <= 1, "must be between 0 and 1"),
             ("post.min_area", 0 <= self.post.min_area < 1, "must be between 0 and 1"),
             ("post.peak_floor", 0 <= self.post.peak_floor <= 1, "must be between 0 and 1"),
+            ("post.box_scale", self.post.box_scale is None
+             or (len(self.post.box_scale) == 2 and all(0 < v <= 10 for v in self.post.box_scale)),
+             "must be null or two factors in (0, 10]"),
             ("post.blend_alpha", 0 <= self.post.blend_alpha <= 1, "must be between 0 and 1"),
             ("post.box_resolution", self.post.box_resolution >= 16, "must be >= 16"),
             ("buffers.frame_slots", self.buffers.frame_slots >= 2, "must be >= 2"),

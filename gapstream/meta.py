@@ -46,6 +46,9 @@ class ModelMeta:
     # canvas when the footage's persons are smaller than the trained ones.
     input_long_side: int = 0
     cam_threshold: float = PAPER_THRESHOLD  # box threshold; eval --tune-threshold tunes it
+    # Width and height factors about each box's centre: a CAM region covers the most telling
+    # part of a person (often the torso); eval --tune-threshold fits these on validation boxes.
+    box_scale: tuple[float, float] = (1.0, 1.0)
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
 
@@ -75,6 +78,7 @@ class ModelMeta:
         d["dense_bias"] = np.asarray(self.dense_bias, np.float32).tolist()
         d["input_size"] = list(self.input_size)
         d["input_range"] = list(self.input_range)
+        d["box_scale"] = list(self.box_scale)
         return d
 
     @classmethod
@@ -101,6 +105,7 @@ class ModelMeta:
                 pooling=d.get("pooling", "gap"),
                 input_long_side=int(d.get("input_long_side", 0)),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
+                box_scale=(float(d.get("box_scale", (1, 1))[0]), float(d.get("box_scale", (1, 1))[1])),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),
             )

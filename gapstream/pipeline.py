@@ -109,6 +109,8 @@ class Pipeline:
         post_cfg = cfg.post
         if post_cfg.threshold is None:
             post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
+        if post_cfg.box_scale is None:
+            post_cfg = replace(post_cfg, box_scale=list(meta.box_scale))
         annotate = cfg.output.annotate
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)

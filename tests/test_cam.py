@@ -126,3 +126,16 @@ def test_split_by_peaks_labels_every_cell_from_the_nearest_basin() -> None:
     labels = split_by_peaks(cam, cam_peaks(cam, 0.5))
     assert set(np.unique(labels)) == {1, 2}
     assert labels[8, 5] != labels[8, 20] and labels[8, 10] == labels[8, 5] and labels[8, 16] == labels[8, 20]
+
+
+def test_box_scale_resizes_about_the_centre_and_clips() -> None:
+    cam = np.zeros((16, 28), np.float32)
+    cam[6:10, 12:16] = 1.0
+    base = PostConfig(threshold=0.5, box_resolution=448, split_peaks=False)
+    _, det = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, base)
+    _, tall = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(base, box_scale=[1.0, 2.0]))
+    (x1, y1, x2, y2), (tx1, ty1, tx2, ty2) = det.xyxy[0], tall.xyxy[0]
+    assert (tx1, tx2) == (x1, x2) and abs((ty2 - ty1) - 2 * (y2 - y1)) < 1e-3
+    assert abs((ty1 + ty2) / 2 - (y1 + y2) / 2) < 1e-3  # same centre
+    _, huge = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(base, box_scale=[10.0, 10.0]))
+    assert huge.xyxy[0].tolist() == [0, 0, 448, 256]  # clipped to the frame

@@ -19,6 +19,7 @@ from ..training.evaluate import evaluate, gt_boxes
 from ..training.evaluate import render_markdown as eval_markdown
 from ..training.inria import load_inria
 from .baselines import HOG_PARAMS
+from .baselines import hog_python as find_hog_python
 from .machine import machine_info
 from .runner import run_worker
 
@@ -36,7 +37,7 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
     result.setdefault("data", {})
     if skip_hog:
         return result
-    py, why = hog_python(hog_python)
+    py, why = find_hog_python(hog_python)
     if py is None:
         result.setdefault("notes", []).append(f"HOG skipped: {why}")
         return result

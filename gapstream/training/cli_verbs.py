@@ -197,8 +197,10 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="also write the table (eval.md) and all numbers (eval.json) to this folder")
     p.add_argument("--tune-threshold", action="store_true",
-                   help="choose the CAM box threshold by CorLoc on the validation split (with the "
-                        "int8 model, else the first) and evaluate with it")
+                   help="choose the CAM box threshold, then the box width/height factors, by CorLoc on "
+                        "the validation split (with the int8 model, else the first) and evaluate with them")
+    p.add_argument("--box-scale", type=float, nargs=2, metavar=("FX", "FY"),
+                   help="box width and height factors about the centre (default: the first model's own)")
     p.add_argument("--write-meta", action="store_true",
                    help="store the measured metrics in the models' sidecar JSON files")
     p.add_argument("--seed", type=int, default=0)
@@ -265,15 +267,26 @@ def eval_main(args: argparse.Namespace) -> int:
         if not models:
             raise GapstreamError("--tune-threshold needs a TFLite model (--models)")
         ref = next((m for m in models if "int8" in Path(m).name), models[0])
+        from .evaluate import tune_box_scale
+
         threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir)
         print(f"CAM box threshold tuned on the validation split with {Path(ref).name}: {threshold} "
               "(CorLoc % " + ", ".join(f"{t}: {100 * c:.1f}" for t, c in sweep.items()) + ")")
-    elif args.threshold is not None:
-        threshold = args.threshold
-    else:  # the threshold the model runs with
-        threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
+        box_scale, scales = tune_box_scale(args.data, ref, threshold, seed=args.seed,
+                                           cache_dir=args.cache_dir)
+        # Then the threshold again, for the chosen box shape.
+        threshold, sweep = tune_threshold(args.data, ref, seed=args.seed, cache_dir=args.cache_dir,
+                                          box_scale=box_scale)
+        print(f"box width/height factors: {box_scale[0]} x {box_scale[1]} (validation CorLoc "
+              f"{100 * scales[box_scale]:.1f} %); threshold at that shape: {threshold} "
+              f"(CorLoc {100 * sweep[threshold]:.1f} %)")
+    else:  # the rule the model runs with, unless given
+        meta = load_meta(models[0]) if models else None
+        threshold = args.threshold if args.threshold is not None else (
+            meta.cam_threshold if meta else PAPER_THRESHOLD)
+        box_scale = tuple(args.box_scale) if args.box_scale else (meta.box_scale if meta else (1.0, 1.0))
     result = evaluate(args.data, list(models), args.keras, threshold, args.seed, args.batch,
-                      args.threads, args.cache_dir)
+                      args.threads, args.cache_dir, box_scale)
     table = redact_text(render_markdown(result))  # reports get shared: no source passwords
     print(table, end="")
     _write_report(args.out, "eval", table, result)
@@ -290,6 +303,6 @@ def eval_main(args: argparse.Namespace) -> int:
                 "dataset": dataset, "n_test": r["n"],
                 **{k: round(float(r[k]), 4)
                    for k in ("accuracy", "precision", "recall", "auc", "corloc", "ap50")},
-                "cam_threshold": threshold,
-            }, threshold)
+                "cam_threshold": threshold, "box_scale": list(box_scale),
+            }, threshold, box_scale)
     return 0

@@ -158,37 +158,50 @@ def build(inria: Path, out: Path, seed: int = 0, test_fraction: float = 0.3, hei
     return counts
 
 
-def build_surveillance_test(test_neg: Path, crops: Path, out: Path, seed: int = 0, n_pos: int = 300,
-                            n_neg: int = 200) -> dict[str, int]:
-    """A test split (INRIA layout) at surveillance scales: held-out person crops (see
-    :func:`scenes.split_crops`) pasted 1-4 per scene at 6-60 % of the frame height into INRIA
-    Test/neg scenes on the 256x448 canvas, and negatives with same-shaped patches of other scenes.
-    Only test-only crops and scenes: the scene recipe never trains on either."""
-    from .scenes import composite, crop_cover, image_files, read_rgb, scene_patches, split_crops
+def _write_surveillance_split(out: Path, split: str, scenes: list[np.ndarray], persons: list[np.ndarray],
+                              rng: np.random.Generator, n_pos: int, n_neg: int) -> None:
+    from .scenes import composite, crop_cover, scene_patches
 
-    rng = np.random.default_rng(seed)
-    scenes = [s for s in (read_rgb(p) for p in image_files(test_neg)) if s is not None]
-    if not scenes:
-        raise DataError(f"no scenes in {test_neg}")
-    rng.shuffle(scenes)
-    persons = [c for c in (read_rgb(p) for p in split_crops(image_files(crops))[1]) if c is not None]
     others = scene_patches(scenes[::-1], rng)
     for sub in ("pos", "neg", "annotations"):
-        (out / "Test" / sub).mkdir(parents=True, exist_ok=True)
+        (out / split / sub).mkdir(parents=True, exist_ok=True)
     for i in range(n_pos):
         img, boxes = composite(crop_cover(scenes[i % len(scenes)], rng, (1.0, 1.8)), persons, rng)
-        name = f"Test/pos/surv_{i:05d}.png"
+        name = f"{split}/pos/surv_{i:05d}.png"
         cv2.imwrite(str(out / name), img[..., ::-1])
-        (out / "Test" / "annotations" / f"surv_{i:05d}.txt").write_text(
+        (out / split / "annotations" / f"surv_{i:05d}.txt").write_text(
             format_annotation(name, img.shape[1], img.shape[0], [tuple(round(v) for v in b) for b in boxes]))
     for i in range(n_neg):
         bg = crop_cover(scenes[(n_pos + i) % len(scenes)], rng, (1.0, 1.8))
         img = composite(bg, others, rng)[0] if i % 2 else bg
-        cv2.imwrite(str(out / "Test" / "neg" / f"surv_{i:05d}.png"), img[..., ::-1])
+        cv2.imwrite(str(out / split / "neg" / f"surv_{i:05d}.png"), img[..., ::-1])
+
+
+def build_surveillance(inria: Path, crops: Path, out: Path, seed: int = 0, n_pos: int = 300,
+                       n_neg: int = 200) -> dict[str, int]:
+    """INRIA-layout splits at surveillance scales: person crops pasted 1-4 per scene at 6-60 %
+    of the frame height on the 256x448 canvas, negatives with same-shaped patches of other scenes.
+
+    Test: the held-out crops (:func:`scenes.split_crops`) in INRIA Test/neg scenes, neither of
+    which the scene recipe trains on. Train: training crops in Train/neg scenes, for choosing
+    the box threshold on its validation part (never on Test).
+    """
+    from .scenes import image_files, read_rgb, split_crops
+
+    rng = np.random.default_rng(seed)
+    train_crops, test_crops = split_crops(image_files(crops))
+    for split, crop_paths in (("Train", train_crops), ("Test", test_crops)):
+        scenes = [s for s in (read_rgb(p) for p in image_files(inria / split / "neg")) if s is not None]
+        if not scenes or not crop_paths:
+            raise DataError(f"no scenes in {inria / split / 'neg'} or no crops in {crops}")
+        rng.shuffle(scenes)
+        persons = [c for c in (read_rgb(p) for p in crop_paths) if c is not None]
+        _write_surveillance_split(out, split, scenes, persons, rng, n_pos, n_neg)
     (out / "MANIFEST.txt").write_text(
-        "Surveillance-scale composite test split built by gapstream.training.composite --surveillance\n"
-        f"seed {seed}; {len(persons)} held-out crops; scenes from {test_neg}\n")
-    return {"Test/pos": n_pos, "Test/neg": n_neg}
+        "Surveillance-scale composite built by gapstream.training.composite --surveillance\n"
+        f"seed {seed}; Train: {len(train_crops)} training crops in Train/neg scenes; "
+        f"Test: {len(test_crops)} held-out crops in Test/neg scenes; {n_pos} pos + {n_neg} neg per split\n")
+    return {f"{s}/{k}": n for s in ("Train", "Test") for k, n in (("pos", n_pos), ("neg", n_neg))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,11 +212,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--paired", action="store_true",
                    help="use every training scene both with and without persons")
     p.add_argument("--surveillance", action="store_true",
-                   help="only a test split at surveillance scales (held-out crops in Test/neg scenes)")
+                   help="splits at surveillance scales (test: held-out crops in Test/neg scenes)")
     p.add_argument("--crops", type=Path, help="96x160 person crops (default INRIA/96X160H96/Train/pos)")
     args = p.parse_args(argv)
     crops = args.crops or args.inria / "96X160H96" / "Train" / "pos"
-    counts = (build_surveillance_test(args.inria / "Test" / "neg", crops, args.out, args.seed)
+    counts = (build_surveillance(args.inria, crops, args.out, args.seed)
               if args.surveillance else build(args.inria, args.out, args.seed, paired=args.paired))
     for k, v in counts.items():
         print(f"{k}: {v}")

@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 def localisation_metrics(
     maps: np.ndarray, probs: np.ndarray, kernel: np.ndarray, person_index: int,
     sizes: np.ndarray, gts: list[np.ndarray], threshold: float = PAPER_THRESHOLD,
+    box_scale: tuple[float, float] = (1.0, 1.0),
 ) -> dict:
     """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height),
-    by the run-time rule (:func:`gapstream.cam.localize`) at box ``threshold``."""
-    cfg = PostConfig(threshold=threshold)
+    by the run-time rule (:func:`gapstream.cam.localize`) at box ``threshold`` and ``box_scale``."""
+    cfg = PostConfig(threshold=threshold, box_scale=list(box_scale))
     cams = cam_batch(maps, kernel, np.argmax(probs, axis=1))
     dets = [localize(c, p, person_index, int(w), int(h), cfg)[1] for c, p, (w, h) in zip(cams, probs, sizes)]
     return {
@@ -84,6 +85,7 @@ def evaluate(
     batch_size: int = 32,
     num_threads: int | None = None,
     cache_dir: str | Path | None = None,
+    box_scale: tuple[float, float] = (1.0, 1.0),
 ) -> dict:
     """Evaluate TFLite ``models`` (and an optional Keras model or path) on the INRIA test split.
 
@@ -134,7 +136,7 @@ def evaluate(
         probs, maps = _run_batches(fn, x, batch_size)
         secs = time.perf_counter() - t0
         res = classification_metrics(y, probs, pidx)
-        res.update(localisation_metrics(maps, probs, kernel, pidx, sizes, gts, threshold))
+        res.update(localisation_metrics(maps, probs, kernel, pidx, sizes, gts, threshold, box_scale))
         res["ms_per_image"] = 1000 * secs / max(1, len(x))
         results[name] = res
         log.info("%s: accuracy %.4f auc %.4f corloc %.4f ap50 %.4f", name, res["accuracy"], res["auc"],
@@ -142,18 +144,16 @@ def evaluate(
     counts = data.counts()
     if loaded:
         counts["test"]["decoded"] = len(next(iter(loaded.values()))[0])
-    return {"data": counts, "threshold": threshold, "models": results}
+    return {"data": counts, "threshold": threshold, "box_scale": list(box_scale), "models": results}
 
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(PAPER_THRESHOLD, 0.86, 0.05))
+BOX_SCALES = tuple((fx, fy) for fx in (0.8, 1.0, 1.25, 1.5) for fy in (1.0, 1.25, 1.5, 1.75, 2.0))
 
 
-def tune_threshold(
-    data_root: str | Path, model: str | Path, thresholds: tuple[float, ...] = THRESHOLDS,
-    seed: int = 0, cache_dir: str | Path | None = None,
-) -> tuple[float, dict[float, float]]:
-    """The CAM box threshold with the best CorLoc on the person images of the validation
-    split (never the test split); returns (best, CorLoc per threshold)."""
+def _validation_boxes(data_root: str | Path, model: str | Path, seed: int, cache_dir: str | Path | None
+                      ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(model, probs, maps, sizes, GT boxes) of the annotated person images of the validation split."""
     from ..gapmodel import GapModel
     from .inria import Split, default_cache_dir, list_annotations, load_inria, load_split_images
 
@@ -167,11 +167,35 @@ def tune_threshold(
                                            tuple(gm.meta.input_size), cache_dir or default_cache_dir())
     gts = gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
     probs, maps = _run_batches(gm.predict, x, 32)
+    return gm, probs, maps, sizes, gts
+
+
+def tune_threshold(
+    data_root: str | Path, model: str | Path, thresholds: tuple[float, ...] = THRESHOLDS,
+    seed: int = 0, cache_dir: str | Path | None = None, box_scale: tuple[float, float] = (1.0, 1.0),
+) -> tuple[float, dict[float, float]]:
+    """The CAM box threshold with the best CorLoc on the person images of the validation
+    split (never the test split); returns (best, CorLoc per threshold)."""
+    gm, probs, maps, sizes, gts = _validation_boxes(data_root, model, seed, cache_dir)
     scores = {t: localisation_metrics(maps, probs, gm.meta.dense_kernel, gm.meta.person_index, sizes,
-                                      gts, t)["corloc"] for t in thresholds}
+                                      gts, t, box_scale)["corloc"] for t in thresholds}
     best = max(scores, key=lambda t: (scores[t], -abs(t - PAPER_THRESHOLD)))
-    log.info("threshold sweep on %d validation person images: %s; best %.2f", len(paths),
+    log.info("threshold sweep on %d validation person images: %s; best %.2f", len(gts),
              " ".join(f"{t:.2f}:{100 * c:.1f}" for t, c in scores.items()), best)
+    return best, scores
+
+
+def tune_box_scale(data_root: str | Path, model: str | Path, threshold: float,
+                   scales: tuple[tuple[float, float], ...] = BOX_SCALES, seed: int = 0,
+                   cache_dir: str | Path | None = None) -> tuple[tuple[float, float], dict]:
+    """The box (width, height) factors with the best CorLoc on the validation person images at
+    ``threshold``; ties go to the smallest change. Returns (best, CorLoc per factor pair)."""
+    gm, probs, maps, sizes, gts = _validation_boxes(data_root, model, seed, cache_dir)
+    scores = {s: localisation_metrics(maps, probs, gm.meta.dense_kernel, gm.meta.person_index, sizes,
+                                      gts, threshold, s)["corloc"] for s in scales}
+    best = max(scores, key=lambda s: (scores[s], -abs(s[0] - 1) - abs(s[1] - 1)))
+    log.info("box scale sweep at threshold %.2f: best %s (CorLoc %.1f %%)", threshold, best,
+             100 * scores[best])
     return best, scores
 
 
@@ -185,7 +209,8 @@ def render_markdown(result: dict) -> str:
     lines = [
         f"Test split: {t.get('total', '?')} images ({t.get('pos', '?')} person, "
         f"{t.get('neg', '?')} no person; {t.get('pos_with_boxes', '?')} with GT boxes). "
-        f"CAM box threshold {result.get('threshold')} of the max.",
+        f"CAM box threshold {result.get('threshold')} of the max, box factors "
+        f"{' x '.join(str(v) for v in result.get('box_scale', (1.0, 1.0)))}.",
         "",
         "| model | accuracy % | precision % | recall % | ROC AUC % | CorLoc % | AP@0.5 % "
         "| TN FP FN TP | ms/img |",

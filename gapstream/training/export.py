@@ -169,10 +169,13 @@ def export_scene(model: Any, out_dir: str | Path, calib: np.ndarray | None,
     return paths
 
 
-def update_metrics(tflite_path: str | Path, metrics: dict, cam_threshold: float) -> None:
-    """Store measured ``metrics`` and the box threshold they were measured with in the sidecar
-    of ``tflite_path`` (the hash stays valid); the threshold becomes the run-time default."""
+def update_metrics(tflite_path: str | Path, metrics: dict, cam_threshold: float,
+                   box_scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Store measured ``metrics`` and the box rule they were measured with (threshold, box
+    factors) in the sidecar of ``tflite_path`` (the hash stays valid); the rule becomes the
+    run-time default."""
     meta: ModelMeta = load_meta(tflite_path)
     meta.metrics = dict(metrics)
     meta.cam_threshold = float(cam_threshold)
+    meta.box_scale = (float(box_scale[0]), float(box_scale[1]))
     save_meta(meta, tflite_path)
