@@ -27,7 +27,8 @@ from .runner import REFERENCE, run_worker
 
 
 def _find_keras() -> Path | None:
-    cands = sorted(MODELS_DIR.glob("*.keras"))
+    """The reference row's model: the original project's architecture (224x224, GAP, Dense)."""
+    cands = sorted(MODELS_DIR.glob("reference*.keras"))
     if cands:
         return cands[0]
     runs = sorted((ROOT / "runs").glob("**/best.keras"), key=lambda p: p.stat().st_mtime)
