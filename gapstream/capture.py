@@ -71,6 +71,11 @@ def _image_files(uri: str) -> list[str]:
     return files
 
 
+def input_files(uri: str) -> list[str]:
+    """The local files a source reads (an image folder's images); empty for other sources."""
+    return _image_files(uri) if classify(uri) == "images" else []
+
+
 def _synthetic_params(uri: str, cfg: SourceConfig) -> dict[str, Any]:
     q = {k: v[-1] for k, v in parse_qs(urlparse(uri).query).items()}
     try:

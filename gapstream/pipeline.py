@@ -30,9 +30,11 @@ from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
 from .errors import ModelError, PipelineError
 from .meta import ModelMeta, load_meta
+from .outputs import check_outputs
 from .paths import DEFAULT_MODEL
 from .results import Result
 from .ring import EOS, Ring
+from .signals import StopFlag, stop_on_signals
 from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
@@ -104,6 +106,8 @@ class Pipeline:
         """Check the model and the source and size the rings; raises before anything starts."""
         cfg = self.config
         model_path = resolve_model(cfg.model.path)
+        check_outputs({"--out": cfg.output.video, "--json": cfg.output.json},
+                      [cfg.source.uri, str(model_path), *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
         post_cfg = cfg.post
