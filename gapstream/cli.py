@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from . import __version__
@@ -52,6 +54,24 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .signals import stop_on_signals
+
+    # From here on a signal only sets a flag (checked once the pipeline runs), so that it can
+    # never interrupt the opening of a ring or a sink halfway.
+    try:
+        with stop_on_signals() as signalled:
+            _run_pipeline(args)
+    finally:
+        # The run is over and the process exits: a late second signal must not turn a clean
+        # exit into a death by signal.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    if signalled.is_set():
+        raise KeyboardInterrupt
+    return 0
+
+
+def _run_pipeline(args: argparse.Namespace) -> None:
     from .config import load_config
     from .pipeline import Pipeline
 
@@ -72,7 +92,6 @@ def _run(args: argparse.Namespace) -> int:
     assert pipe.stats is not None
     written = [p for p in (cfg.output.video, cfg.output.json) if p]
     print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
-    return 0
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
@@ -115,7 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until `run` installs its stop flag, SIGTERM stops like Ctrl-C (exit 130); nothing is open yet.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

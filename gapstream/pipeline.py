@@ -15,8 +15,6 @@ import contextlib
 import logging
 import multiprocessing as mp
 import queue
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -123,16 +121,23 @@ class Pipeline:
                     input_size=input_size, maps_shape=meta.maps_shape(input_size))
 
     def run(self) -> Iterator[Result]:
-        """Start the stages and yield results until the source ends or ``stop()`` is called."""
-        plan = self.plan()
+        """Start the stages and yield results until the source ends or ``stop()`` is called.
+
+        SIGINT and SIGTERM (in the main thread) stop the run the same clean way as ``stop()``:
+        the sinks are flushed and closed, everything is released, then KeyboardInterrupt is raised.
+        """
         with contextlib.ExitStack() as stack:
-            yield from self._results(plan, self._start(plan, stack))
+            flag = stack.enter_context(stop_on_signals())
+            plan = self.plan()
+            if not flag.is_set():
+                yield from self._results(plan, self._start(plan, stack), flag)
+        if flag.is_set():
+            raise KeyboardInterrupt
 
     def _start(self, plan: Plan, stack: contextlib.ExitStack) -> _Running:
-        """Rings, stage processes, sinks and the SIGTERM handler, each released by ``stack``."""
+        """Rings, stage processes and sinks, each released by ``stack``."""
         cfg, meta, info = self.config, plan.meta, plan.source
         ctx = mp.get_context("fork")
-        stack.callback(_restore_sigterm, _install_sigterm())
         frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
         stack.callback(frames.close)
         maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (plan.maps_shape, np.float32)},
@@ -162,12 +167,12 @@ class Pipeline:
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
         return _Running(frames, results, errors, counters, procs, sinks, stop)
 
-    def _results(self, plan: Plan, run: _Running) -> Iterator[Result]:
-        """Results in order, through the sinks, until the stream ends; then the final checks."""
+    def _results(self, plan: Plan, run: _Running, signalled: StopFlag) -> Iterator[Result]:
+        """Results in order, through the sinks, until the stream ends or a stop; then the final checks."""
         frames, sinks = run.frames, run.sinks
         monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: frames.dropped)
         source_error: str | None = None
-        while True:
+        while not signalled.is_set():
             try:
                 item = run.results.get(timeout=0.2)
             except queue.Empty:
@@ -194,6 +199,8 @@ class Pipeline:
         run.stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
         for p in run.procs:
             p.join(timeout=5)
+        if signalled.is_set():
+            return  # interrupted: what was written is complete; run() reports the interruption
         source_error = _check(run.procs, run.errors, source_error, final=True)
         self.stats = monitor.report()
         if source_error:
@@ -230,26 +237,6 @@ def _shutdown(procs: list[Any]) -> None:
     for p in procs:
         p.join(timeout=3)
     for p in procs:
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=2)
-        if p.is_alive():
+        if p.is_alive():  # stages ignore SIGINT and SIGTERM (the parent stops them), so: SIGKILL
             p.kill()
             p.join(timeout=2)
-
-
-def _install_sigterm() -> Any:
-    """Turn SIGTERM into KeyboardInterrupt so that both stop the pipeline the same clean way."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_sigterm(old: Any) -> None:
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)
-

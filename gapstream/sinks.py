@@ -43,16 +43,33 @@ class Sink(Protocol):
 
 
 class _ClosingSink:
-    """Context-manager plumbing shared by the sinks: ``__exit__`` calls ``close``."""
+    """Context-manager plumbing shared by the sinks: ``__exit__`` calls ``close``.
+
+    A file sink that got no frame is removed on close (an empty video cannot be played), so
+    that a run that failed before its first frame leaves no empty output behind.
+    """
 
     quit = False
+    path: Path | None = None
+    frames = 0
 
     def __enter__(self) -> _ClosingSink:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close()
+        try:
+            self.close()
+        except OutputError:
+            if exc is None:
+                raise
+            # The run is already failing; its first error is the one to report.
+            log.debug("closing %s after an earlier error", self.path, exc_info=True)
+        finally:
+            # Regular files only: never a device such as /dev/null.
+            if self.path is not None and self.frames == 0 and self.path.is_file():
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
 
     def close(self) -> None:
         """Release what the sink holds; safe to call twice."""
@@ -113,10 +130,14 @@ class VideoSink(_ClosingSink):
         try:
             if self._stream is not None:
                 encode(container, self._stream)
-        except (av.error.FFmpegError, OSError) as exc:
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                container.close()
             raise OutputError(f"cannot finish video {self.path}: {exc}") from None
-        finally:
+        try:
             container.close()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise OutputError(f"cannot finish video {self.path}: {exc}") from None
 
 
 class JsonlSink(_ClosingSink):
@@ -127,7 +148,8 @@ class JsonlSink(_ClosingSink):
     """
 
     def __init__(self, path: str, flush_every: float = 0.5) -> None:
-        self.path = path
+        self.path = Path(path)
+        self.frames = 0
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         try:
@@ -139,6 +161,7 @@ class JsonlSink(_ClosingSink):
         assert self._f is not None
         try:
             self._f.write(json.dumps(result.to_dict()) + "\n")
+            self.frames += 1
             now = time.monotonic()
             if now - self._last_flush >= self.flush_every:
                 self._f.flush()

@@ -4,10 +4,18 @@ hung stages, stale segments. Each must end in one clear error (or exit 130), no 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from .helpers import make_video
+import av
+import pytest
+
+from .helpers import make_video, shm_segments
 from .test_bad_input import assert_one_clear_error, run_cli
 
 
@@ -35,3 +43,45 @@ def test_output_that_is_the_input_is_refused_before_anything_is_opened(tiny_mode
     assert_one_clear_error(run_cli(str(clip), "--model", str(tiny_model), "--out", str(same), "--json",
                                    str(same)), "same file")
     assert not same.exists()
+
+
+def count_frames(path: Path) -> int:
+    """Frames that decode (a broken or truncated video raises)."""
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def popen_run(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gapstream", "run", *args, "--stats-interval", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_no_leftovers(proc: subprocess.Popen) -> None:
+    assert not shm_segments(proc.pid), "leaked shared memory"
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout.strip()
+    assert children == b"", "leaked stage processes"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_at_any_moment_exits_130_and_video_matches_json(tiny_model: Path, tmp_path: Path,
+                                                               sig: int) -> None:
+    # An endless offline source: the run only ends by the signal, whenever it comes
+    # (start-up, model loading, first frames, steady state; once twice in a row).
+    source = "synthetic://?width=320&height=240"
+    for i, (delay, repeat) in enumerate(((0.4, 1), (0.9, 1), (1.6, 1), (3.0, 1), (3.0, 2), (5.0, 3))):
+        out, js = tmp_path / f"o{i}.mp4", tmp_path / f"o{i}.jsonl"
+        proc = popen_run(source, "--model", str(tiny_model), "--out", str(out), "--json", str(js))
+        time.sleep(delay)
+        for _ in range(repeat):
+            proc.send_signal(sig)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err
+        assert_no_leftovers(proc)
+        lines = js.read_text().splitlines() if js.exists() else []
+        assert [json.loads(line)["frame"] for line in lines] == list(range(len(lines)))
+        if lines:
+            assert count_frames(out) == len(lines)  # flushed: not one packet lost
+        else:
+            assert not out.exists()  # no empty, unplayable video
