@@ -15,6 +15,29 @@ IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp
 VIDEO_EXTS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".ts", ".m4v", ".mpg", ".mpeg", ".flv"})
 
 
+def _encoder_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    if codec != "libx264":
+        return {}
+    options = {"crf": None if crf is None else str(crf), "preset": preset}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def check_encoder(codec: str, crf: int | None = None, preset: str | None = None) -> None:
+    """Open the encoder once on a tiny frame, so that a bad option fails before a run starts.
+
+    Raises ValueError (PyAV's ArgumentError is one) naming the codec and its options.
+    """
+    if codec not in av.codecs_available:
+        return  # add_video_stream falls back to mpeg4
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, "yuv420p", Fraction(1, 25)
+    ctx.options = _encoder_options(codec, crf, preset)
+    try:
+        ctx.open()
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"{codec} refuses options {ctx.options}") from exc
+
+
 def add_video_stream(container: Any, width: int, height: int, rate: float | Fraction,
                      codec: str = "libx264", crf: int | None = None, preset: str | None = None) -> Any:
     """A yuv420p video stream of even size on an output container.
@@ -28,9 +51,7 @@ def add_video_stream(container: Any, width: int, height: int, rate: float | Frac
     st = container.add_stream(codec, rate=rate)
     st.width, st.height = width - width % 2, height - height % 2
     st.pix_fmt = "yuv420p"
-    if codec == "libx264":
-        options = {"crf": None if crf is None else str(crf), "preset": preset}
-        st.options = {k: v for k, v in options.items() if v is not None}
+    st.options = _encoder_options(codec, crf, preset)
     return st
 
 

@@ -22,7 +22,7 @@ import cv2
 
 from .config import OutputConfig
 from .errors import OutputError
-from .media import add_video_stream, encode
+from .media import add_video_stream, check_encoder, encode
 from .results import Result
 
 log = logging.getLogger("gapstream.sinks")
@@ -42,6 +42,11 @@ class Sink(Protocol):
     def write(self, result: Result) -> None: ...
 
 
+def _reason(exc: Exception) -> str:
+    """The OS's words for a failed write (say "No space left on device"), else the message."""
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 class _ClosingSink:
     """Context-manager plumbing shared by the sinks: ``__exit__`` calls ``close``.
 
@@ -52,6 +57,7 @@ class _ClosingSink:
     quit = False
     path: Path | None = None
     frames = 0
+    failed = False  # a write or the close failed: the file is cut mid-record, so it is removed
 
     def __enter__(self) -> _ClosingSink:
         return self
@@ -67,7 +73,9 @@ class _ClosingSink:
             log.debug("closing %s after an earlier error", self.path, exc_info=True)
         finally:
             # Regular files only: never a device such as /dev/null.
-            if self.path is not None and self.frames == 0 and self.path.is_file():
+            if self.path is not None and (self.frames == 0 or self.failed) and self.path.is_file():
+                if self.frames:
+                    log.warning("removed the partial output %s (it could not be completed)", self.path)
                 with contextlib.suppress(OSError):
                     self.path.unlink()
 
@@ -94,7 +102,15 @@ class VideoSink(_ClosingSink):
         self._stream: Any = None
         self._last_pts = -1
         try:
+            check_encoder(cfg.codec, cfg.crf, cfg.preset)
+        except ValueError as exc:
+            raise OutputError(f"invalid encoder settings (output.codec {cfg.codec!r}, output.preset "
+                              f"{cfg.preset!r}, output.crf {cfg.crf}): {exc}") from None
+        try:
+            open(self.path, "wb").close()  # noqa: SIM115 - fail now on a read-only folder, not at frame 1
             self._container = av.open(str(self.path), mode="w")
+        except OSError as exc:
+            raise OutputError(f"cannot write video {self.path}: {exc.strerror}") from None
         except (av.error.FFmpegError, ValueError) as exc:
             raise OutputError(f"cannot write video {self.path}: {exc}") from None
 
@@ -102,7 +118,8 @@ class VideoSink(_ClosingSink):
         try:
             self._write(result)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise OutputError(f"cannot write video {self.path}: {exc}") from None
+            self.failed = True
+            raise OutputError(f"cannot write video {self.path}: {_reason(exc)}") from None
 
     def _write(self, result: Result) -> None:
         frame = result.frame
@@ -131,13 +148,15 @@ class VideoSink(_ClosingSink):
             if self._stream is not None:
                 encode(container, self._stream)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self.failed = True
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 container.close()
-            raise OutputError(f"cannot finish video {self.path}: {exc}") from None
+            raise OutputError(f"cannot finish video {self.path}: {_reason(exc)}") from None
         try:
             container.close()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise OutputError(f"cannot finish video {self.path}: {exc}") from None
+            self.failed = True
+            raise OutputError(f"cannot finish video {self.path}: {_reason(exc)}") from None
 
 
 class JsonlSink(_ClosingSink):
@@ -167,7 +186,8 @@ class JsonlSink(_ClosingSink):
                 self._f.flush()
                 self._last_flush = now
         except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+            self.failed = True
+            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
 
     def close(self) -> None:
         if self._f is not None:
@@ -175,7 +195,8 @@ class JsonlSink(_ClosingSink):
             try:
                 f.close()
             except OSError as exc:
-                raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+                self.failed = True
+                raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
 
 
 class WindowSink(_ClosingSink):

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from .helpers import make_video, shm_segments
+from .helpers import make_video, run_with_tmpfs, shm_segments
 from .test_bad_input import assert_one_clear_error, run_cli
 
 
@@ -85,3 +85,31 @@ def test_signal_at_any_moment_exits_130_and_video_matches_json(tiny_model: Path,
             assert count_frames(out) == len(lines)  # flushed: not one packet lost
         else:
             assert not out.exists()  # no empty, unplayable video
+
+
+def test_read_only_folder_full_disk_and_bad_encoder_option_give_one_error(tiny_model: Path,
+                                                                          tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", frames=200, width=640, height=480)
+    base = (str(clip), "--model", str(tiny_model), "--stats-interval", "0")
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir()
+    full.mkdir()
+    for flag, name in (("--out", "o.mp4"), ("--json", "o.jsonl")):
+        r = run_with_tmpfs({str(ro): "ro,size=64k"}, *base, flag, str(ro / name))
+        assert_one_clear_error(r, str(ro / name), "Read-only file system")
+        assert not shm_segments(r.pid)
+    # Full disk: the output that cannot be completed is removed; the other is finalised.
+    js = tmp_path / "o.jsonl"
+    r = run_with_tmpfs({str(full): "size=32k"}, *base, "--out", str(full / "o.mp4"), "--json", str(js))
+    assert_one_clear_error(r, str(full / "o.mp4"), "No space left on device")
+    assert r.left[str(full)] == [] and not shm_segments(r.pid)
+    lines = [json.loads(line) for line in js.read_text().splitlines()]
+    assert lines and [d["frame"] for d in lines] == list(range(len(lines)))
+    r = run_with_tmpfs({str(full): "size=8k"}, *base, "--json", str(full / "o.jsonl"))
+    assert_one_clear_error(r, str(full / "o.jsonl"), "No space left on device")
+    assert r.left[str(full)] == []
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("output:\n  preset: superduper\n")
+    r = run_cli(*base, "--config", str(bad), "--out", str(tmp_path / "p.mp4"))
+    assert_one_clear_error(r, "output.preset 'superduper'")
+    assert not (tmp_path / "p.mp4").exists()
