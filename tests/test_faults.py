@@ -15,8 +15,14 @@ from pathlib import Path
 import av
 import pytest
 
+from gapstream.config import load_config
+from gapstream.paths import ROOT
+from gapstream.pipeline import Pipeline
+
 from .helpers import make_video, run_with_tmpfs, shm_segments
 from .test_bad_input import assert_one_clear_error, run_cli
+
+CONFIGS = ROOT / "configs"
 
 
 def digest(path: Path) -> str:
@@ -113,3 +119,18 @@ def test_read_only_folder_full_disk_and_bad_encoder_option_give_one_error(tiny_m
     r = run_cli(*base, "--config", str(bad), "--out", str(tmp_path / "p.mp4"))
     assert_one_clear_error(r, "output.preset 'superduper'")
     assert not (tmp_path / "p.mp4").exists()
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_keeps_every_frame_of_a_file(tiny_model: Path, tmp_path: Path,
+                                                          config: str) -> None:
+    clip = make_video(tmp_path / "clip.mp4", frames=200)
+    js = tmp_path / "o.jsonl"
+    r = run_cli(str(clip), "--config", str(CONFIGS / config), "--model", str(tiny_model), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["frame"] for line in js.read_text().splitlines()] == list(range(200))
+    assert "dropped 0," in r.stdout, r.stdout
+    # Whatever the machine's speed: the file is planned offline (a blocking, never-dropping ring).
+    assert not Pipeline(str(clip), str(tiny_model), str(CONFIGS / config)).plan().source.live
+    assert Pipeline(str(clip), str(tiny_model), load_config(CONFIGS / config, {"source.live": True})
+                    ).plan().source.live  # --live still forces it
