@@ -21,7 +21,7 @@ import numpy as np
 from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
-from .media import IMAGE_EXTS, VIDEO_EXTS
+from .media import IMAGE_EXTS, VIDEO_EXTS, image_size
 from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
@@ -40,6 +40,7 @@ class SourceInfo:
     height: int
     fps: float
     frames: int | None = None  # expected frame count when known
+    shown: tuple[int, int] | None = None  # (w, h) of the first frame when it differs from the slot size
 
     @property
     def name(self) -> str:
@@ -69,6 +70,17 @@ def _image_files(uri: str) -> list[str]:
     else:
         files = sorted(f for f in glob.glob(uri) if Path(f).suffix.lower() in IMAGE_EXTS)
     return files
+
+
+def _image_sizes(files: list[str]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(h, w) of the first readable image and the largest (h, w) of all, from the file headers.
+
+    Unreadable images are skipped here as they are when frames are read.
+    """
+    sizes = [s for s in map(image_size, files) if s]
+    if not sizes:
+        raise SourceError(f"none of the {len(files)} images is readable (first: {files[0]})")
+    return sizes[0], (max(h for h, _ in sizes), max(w for _, w in sizes))
 
 
 def input_files(uri: str) -> list[str]:
@@ -102,7 +114,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
 
     Files and image folders are opened here, in the parent, so that bad input fails before
     any process starts. Live sources are only opened by the capture stage (they may need
-    retries); their slots are sized by ``max_width`` x ``max_height``.
+    retries); their slots are sized by ``max_width`` x ``max_height``. An image folder is sized
+    by its largest image, read from the file headers.
     """
     uri = cfg.uri
     if not uri:
@@ -122,12 +135,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
         files = _image_files(uri)
         if not files:
             raise SourceError(f"{name}: no images found")
-        first = cv2.imread(files[0])
-        if first is None:
-            raise SourceError(f"{files[0]}: not a readable image")
-        h, w = first.shape[:2]
-        return SourceInfo(uri, kind, bool(cfg.live), max(w, cfg.max_width), max(h, cfg.max_height),
-                          cfg.fps, len(files))
+        (h, w), (max_h, max_w) = _image_sizes(files)
+        return SourceInfo(uri, kind, bool(cfg.live), max_w, max_h, cfg.fps, len(files), shown=(w, h))
     if "://" not in uri and not os.path.exists(uri):
         raise SourceError(f"{name}: no such file")
     if os.path.isfile(uri) and os.path.getsize(uri) == 0:

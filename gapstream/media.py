@@ -1,4 +1,4 @@
-"""Media formats shared by sources, sinks and tools: image file extensions and H.264 encoding."""
+"""Media formats shared by sources, sinks and tools: image file extensions and sizes, H.264 encoding."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 
 log = logging.getLogger("gapstream.media")
@@ -61,3 +62,41 @@ def encode(container: Any, stream: Any, frame: np.ndarray | av.VideoFrame | None
         frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
     for packet in stream.encode(frame):
         container.mux(packet)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        # SOFn frame headers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) are not SOFs.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big")
+        i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
+    return None
+
+
+def image_size(path: str) -> tuple[int, int] | None:
+    """(h, w) of an image from its header (PNG, JPEG), else by decoding it; None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    size = _png_size(head) or _jpeg_size(head)
+    if size and all(size):
+        return size
+    img = cv2.imread(path)
+    return None if img is None else img.shape[:2]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import capture, infer, post
+from . import capture, infer, post, shm
 from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
 from .errors import ModelError, PipelineError
@@ -116,9 +116,29 @@ class Pipeline:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         input_size = meta.input_size_for(info.height, info.width)
-        return Plan(model_path, meta, info, post_cfg, annotate,
-                    frame_slots=max(slots, cfg.infer.batch_size + 1),
-                    input_size=input_size, maps_shape=meta.maps_shape(input_size))
+        maps_shape = meta.maps_shape(input_size)
+        frame_slots = self._fit_frame_slots(info, max(slots, cfg.infer.batch_size + 1),
+                                            Ring.bytes_for(_maps_fields(meta, maps_shape),
+                                                           cfg.buffers.result_slots))
+        return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
+                    input_size=input_size, maps_shape=maps_shape)
+
+    def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
+        """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
+        frame_bytes = Ring.bytes_for(_frame_fields(info), 1)
+        free = shm.free_bytes()
+        if free is None or frame_bytes * slots + maps_bytes + shm.MB <= free:
+            return slots
+        least = self.config.infer.batch_size + 1  # a full batch in inference, one frame being captured
+        fit = (free - shm.MB - maps_bytes) // frame_bytes
+        if fit >= least:
+            log.warning("%s has %d MB free: using %d frame slots of %dx%d instead of %d "
+                        "(give it more room with docker run --shm-size)", shm.SHM_DIR, free // shm.MB,
+                        fit, info.width, info.height, slots)
+            return int(fit)
+        raise shm.no_room(frame_bytes * least + maps_bytes, free,
+                          f"{least} frame slots of {info.width}x{info.height} for batch "
+                          f"{self.config.infer.batch_size}")
 
     def run(self) -> Iterator[Result]:
         """Start the stages and yield results until the source ends or ``stop()`` is called.
@@ -138,10 +158,9 @@ class Pipeline:
         """Rings, stage processes and sinks, each released by ``stack``."""
         cfg, meta, info = self.config, plan.meta, plan.source
         ctx = mp.get_context("fork")
-        frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
+        frames = shm.make_ring(_frame_fields(info), plan.frame_slots, ctx, "frames")
         stack.callback(frames.close)
-        maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (plan.maps_shape, np.float32)},
-                    cfg.buffers.result_slots, ctx, "maps")
+        maps = shm.make_ring(_maps_fields(meta, plan.maps_shape), cfg.buffers.result_slots, ctx, "maps")
         stack.callback(maps.close)
         procs: list[Any] = []
         stack.callback(_shutdown, procs)
@@ -205,6 +224,14 @@ class Pipeline:
         self.stats = monitor.report()
         if source_error:
             raise PipelineError(source_error)
+
+
+def _frame_fields(info: SourceInfo) -> dict[str, Any]:
+    return {"frame": ((info.height, info.width, 3), np.uint8)}
+
+
+def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str, Any]:
+    return {"probs": ((len(meta.labels),), np.float32), "maps": (maps_shape, np.float32)}
 
 
 def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool = False) -> str | None:

@@ -19,7 +19,7 @@ from gapstream.config import load_config
 from gapstream.paths import ROOT
 from gapstream.pipeline import Pipeline
 
-from .helpers import make_video, run_with_tmpfs, shm_segments
+from .helpers import make_video, private_mounts_unavailable, run_with_tmpfs, shm_segments
 from .test_bad_input import assert_one_clear_error, run_cli
 
 CONFIGS = ROOT / "configs"
@@ -134,3 +134,37 @@ def test_every_shipped_config_keeps_every_frame_of_a_file(tiny_model: Path, tmp_
     assert not Pipeline(str(clip), str(tiny_model), str(CONFIGS / config)).plan().source.live
     assert Pipeline(str(clip), str(tiny_model), load_config(CONFIGS / config, {"source.live": True})
                     ).plan().source.live  # --live still forces it
+
+
+def test_small_dev_shm_fits_the_rings_or_says_what_is_needed(tiny_model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "hd.mp4", frames=12, width=1920, height=1080)
+    js = tmp_path / "o.jsonl"
+    base = (str(clip), "--model", str(tiny_model), "--stats-interval", "0", "--json", str(js))
+    # Docker's default 64 MB: 16 slots of 1080p (100 MB) do not fit, fewer do; no frame is lost.
+    r = run_with_tmpfs({"/dev/shm": "size=64m"}, *base)
+    assert r.returncode == 0, r.stderr
+    assert "frame slots of 1920x1080 instead of 16" in r.stderr
+    assert [json.loads(line)["frame"] for line in js.read_text().splitlines()] == list(range(12))
+    assert not [n for n in r.left["/dev/shm"] if n.startswith("gapstream_")]
+    # --batch 100 needs 101 slots (600 MB): a clear error, not a SIGBUS (exit -7).
+    r = run_with_tmpfs({"/dev/shm": "size=64m"}, *base, "--batch", "100")
+    assert_one_clear_error(r, "not enough shared memory", "MB", "--shm-size", "--batch")
+    # A /dev/shm too small for even one batch.
+    r = run_with_tmpfs({"/dev/shm": "size=8m"}, *base, "--batch", "1")
+    assert_one_clear_error(r, "not enough shared memory", "/dev/shm has 8 MB free")
+    assert not [n for n in r.left["/dev/shm"] if n.startswith("gapstream_")]
+
+
+def test_a_ring_larger_than_dev_shm_is_an_error_when_made_never_a_sigbus() -> None:
+    why = private_mounts_unavailable()
+    if why:
+        pytest.skip(why)
+    code = ("import errno, numpy as np\nfrom gapstream.ring import Ring\n"
+            "try:\n    r = Ring({'f': ((32 << 20,), np.uint8)}, 1)\nexcept OSError as e:\n"
+            "    raise SystemExit(0 if e.errno == errno.ENOSPC else 3)\n"
+            "r.view(0)['f'][:] = 1\nr.close()\nraise SystemExit(4)\n")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs /dev/shm && '
+                        '"$0" -c "$1"; rc=$?; ls -A /dev/shm; exit $rc', sys.executable, code],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr)  # -7 would be SIGBUS
+    assert "gapstream_" not in r.stdout  # the segment was removed again
