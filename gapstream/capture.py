@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,7 +324,8 @@ def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = N
     return StreamReader(info, cfg, stop, on_reconnect).frames()
 
 
-def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any) -> None:
+def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any,
+              beat: Callable[[], None]) -> None:
     """Capture process: frames from the source into the frame ring, in order.
 
     Offline sources wait for a free slot (no frame is lost); live sources take back the
@@ -334,9 +335,10 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
     seq = 0
     try:
         for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects")):
+            beat()
             if stop.is_set():
                 break
-            slot = ring.acquire(stop, drop_oldest=info.live)
+            slot = ring.acquire(stop, drop_oldest=info.live, on_wait=beat)
             if slot is None:
                 if stop.is_set():
                     break

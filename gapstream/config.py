@@ -86,6 +86,9 @@ class PipelineConfig:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     log_level: str = "INFO"
+    # Seconds a stage may make no progress (hung, SIGSTOPped) before the run is ended with an
+    # error naming it; streams get source.open_timeout + backoff_max more for capture; 0 disables.
+    watchdog_timeout: float = 20.0
 
     def validate(self) -> PipelineConfig:
         """Check value ranges; raise ConfigError naming the key."""
@@ -108,6 +111,7 @@ class PipelineConfig:
             ("source.reconnect_attempts", self.source.reconnect_attempts >= 0, "must be >= 0"),
             ("source.rtsp_transport", self.source.rtsp_transport in ("tcp", "udp"), "must be tcp or udp"),
             ("model.num_threads", self.model.num_threads >= 0, "must be >= 0"),
+            ("watchdog_timeout", self.watchdog_timeout >= 0, "must be >= 0"),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
              "must be DEBUG, INFO, WARNING or ERROR"),
         ]

@@ -36,6 +36,7 @@ from .signals import StopFlag, stop_on_signals
 from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
+from .watchdog import Heartbeats
 
 log = logging.getLogger("gapstream")
 
@@ -76,6 +77,8 @@ class _Running:
     procs: list[Any]
     sinks: list[Sink]
     stop: Any
+    heartbeats: Heartbeats
+    limits: dict[str, float]  # seconds each stage may go without a heartbeat
 
 
 class Pipeline:
@@ -158,6 +161,7 @@ class Pipeline:
         """Rings, stage processes and sinks, each released by ``stack``."""
         cfg, meta, info = self.config, plan.meta, plan.source
         ctx = mp.get_context("fork")
+        shm.remove_stale()
         frames = shm.make_ring(_frame_fields(info), plan.frame_slots, ctx, "frames")
         stack.callback(frames.close)
         maps = shm.make_ring(_maps_fields(meta, plan.maps_shape), cfg.buffers.result_slots, ctx, "maps")
@@ -169,12 +173,13 @@ class Pipeline:
         stop = ctx.Event()
         stack.callback(stop.set)  # first on the way out: every stage stops waiting
         results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
+        beats = Heartbeats(["capture", "infer", "post"], ctx)
         stages = {
-            "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
+            "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters, beats.beat("capture"))),
             "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
-                                        frames, maps, stop, counters)),
+                                        frames, maps, stop, counters, beats.beat("infer"))),
             "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                      counters)),
+                                      counters, beats.beat("post"))),
         }
         for name, (fn, args) in stages.items():
             p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
@@ -184,7 +189,8 @@ class Pipeline:
         log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
                  info.name, info.kind, info.width, info.height, info.fps,
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
-        return _Running(frames, results, errors, counters, procs, sinks, stop)
+        return _Running(frames, results, errors, counters, procs, sinks, stop, beats,
+                        _watchdog_limits(cfg, info))
 
     def _results(self, plan: Plan, run: _Running, signalled: StopFlag) -> Iterator[Result]:
         """Results in order, through the sinks, until the stream ends or a stop; then the final checks."""
@@ -196,6 +202,7 @@ class Pipeline:
                 item = run.results.get(timeout=0.2)
             except queue.Empty:
                 source_error = _check(run.procs, run.errors, source_error)
+                _watch(run)
                 monitor.maybe_log()
                 continue
             if item is EOS:
@@ -224,6 +231,24 @@ class Pipeline:
         self.stats = monitor.report()
         if source_error:
             raise PipelineError(source_error)
+
+
+def _watchdog_limits(cfg: PipelineConfig, info: SourceInfo) -> dict[str, float]:
+    t = cfg.watchdog_timeout
+    # A stream's capture may legitimately wait for a packet, then back off before reconnecting.
+    capture_t = t
+    if info.kind in ("stream", "webcam"):
+        capture_t += cfg.source.open_timeout + cfg.source.backoff_max
+    return {"capture": capture_t if t else 0.0, "infer": t, "post": t}
+
+
+def _watch(run: _Running) -> None:
+    """End the run with an error naming a stage that stopped making progress."""
+    stalled = run.heartbeats.stalled(run.limits)
+    if stalled:
+        name, age = stalled
+        raise PipelineError(f"{name} stage made no progress for {age:.0f} s (hung or stopped); ended the "
+                            f"run (the watchdog_timeout config key sets this limit)")
 
 
 def _frame_fields(info: SourceInfo) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,11 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
 
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
-              results: Any, stop: Any, counters: Any) -> None:
+              results: Any, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place."""
     try:
         while not stop.is_set():
+            beat()
             try:
                 item = maps.get(timeout=0.1)
             except queue.Empty:

@@ -20,7 +20,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -130,11 +130,13 @@ class Ring:
 
     # -- writer side ---------------------------------------------------------------------
     def acquire(
-        self, stop: threading.Event | Any | None = None, drop_oldest: bool = False
+        self, stop: threading.Event | Any | None = None, drop_oldest: bool = False,
+        on_wait: Callable[[], None] | None = None,
     ) -> int | None:
         """A free slot to write into.
 
-        Blocking mode waits (checking ``stop``) and returns None only when stopped.
+        Blocking mode waits (checking ``stop`` and calling ``on_wait`` every 0.1 s) and returns
+        None only when stopped.
         ``drop_oldest`` never blocks: it takes a free slot, else reclaims the oldest
         published slot no reader has taken yet (a drop), else returns None (the caller
         drops its new frame and should ``count_drop``).
@@ -156,6 +158,8 @@ class Ring:
             except queue.Empty:
                 if stop is not None and stop.is_set():
                     return None
+                if on_wait is not None:
+                    on_wait()
 
     def publish(self, slot: int, meta: Any, seq: int = -1) -> None:
         """Hand a filled slot and its small record ``meta`` to the reader; ``seq`` is stamped

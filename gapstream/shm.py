@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from .errors import PipelineError
-from .ring import Fields, Ring
+from .ring import SEGMENT_PREFIX, Fields, Ring
 
 log = logging.getLogger("gapstream")
 SHM_DIR = "/dev/shm"
@@ -48,3 +48,41 @@ def make_ring(fields: Fields, slots: int, ctx: Any, name: str) -> Ring:
             raise
         need = Ring.bytes_for(fields, slots)
         raise no_room(need, free_bytes() or 0, f"{slots} slots for the {name} ring") from None
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path: str = SHM_DIR) -> list[str]:
+    """Remove gapstream segments whose creating process is gone (SIGKILL, OOM killer); their names.
+
+    A segment carries its creator's pid (``gapstream_<pid>_...``); one whose pid still runs is
+    left alone, even if that pid was reused by another program.
+    """
+    removed = []
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(SEGMENT_PREFIX):
+            continue
+        pid = name[len(SEGMENT_PREFIX):].split("_", 1)[0]
+        if not pid.isdigit() or _owner_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            continue
+        removed.append(name)
+    if removed:
+        log.info("removed %d stale shared-memory segment(s) of gapstream runs that were killed: %s",
+                 len(removed), ", ".join(sorted(removed)))
+    return removed

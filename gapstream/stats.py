@@ -24,16 +24,15 @@ class Counters:
 
     def __init__(self, ctx: Any = None) -> None:
         ctx = ctx or mp.get_context()
-        self._arr = ctx.Array("d", len(COUNTERS))
+        # No lock: each counter has one writer, and a stage stopped or killed while holding a
+        # shared lock would hang every reader (the parent, and with it the watchdog).
+        self._arr = ctx.Array("d", len(COUNTERS), lock=False)
 
     def add(self, name: str, n: float = 1) -> None:
-        i = COUNTERS.index(name)
-        with self._arr.get_lock():
-            self._arr[i] += n
+        self._arr[COUNTERS.index(name)] += n
 
     def snapshot(self) -> dict[str, int]:
-        with self._arr.get_lock():
-            return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}
+        return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}
 
 
 # Per-frame timestamps stamped into the FrameRecord by each stage, in pipeline order.

@@ -16,10 +16,17 @@ import av
 import pytest
 
 from gapstream.config import load_config
+from gapstream.errors import PipelineError
 from gapstream.paths import ROOT
 from gapstream.pipeline import Pipeline
 
-from .helpers import make_video, private_mounts_unavailable, run_with_tmpfs, shm_segments
+from .helpers import (
+    gapstream_children,
+    make_video,
+    private_mounts_unavailable,
+    run_with_tmpfs,
+    shm_segments,
+)
 from .test_bad_input import assert_one_clear_error, run_cli
 
 CONFIGS = ROOT / "configs"
@@ -168,3 +175,35 @@ def test_a_ring_larger_than_dev_shm_is_an_error_when_made_never_a_sigbus() -> No
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, (r.returncode, r.stderr)  # -7 would be SIGBUS
     assert "gapstream_" not in r.stdout  # the segment was removed again
+
+
+def test_watchdog_ends_an_offline_run_whose_inference_stage_hangs(tiny_model: Path) -> None:
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0})
+    pipe = Pipeline("synthetic://?width=160&height=120&frames=100000", str(tiny_model), cfg)
+    stopped = []
+    with pytest.raises(PipelineError, match=r"infer stage made no progress for \d+ s"):
+        for r in pipe.run():
+            if r.index == 5:
+                [infer] = [p for p in gapstream_children() if p.name == "gapstream-infer"]
+                os.kill(infer.pid, signal.SIGSTOP)  # hung for real: it never runs again
+                stopped.append(infer.pid)
+    assert stopped
+    with pytest.raises(ProcessLookupError):
+        os.kill(stopped[0], 0)  # the hung stage was killed, not left stopped
+
+
+def test_segments_of_a_killed_run_are_removed_at_the_next_start(tiny_model: Path, tmp_path: Path,
+                                                                 video: Path) -> None:
+    js = tmp_path / "o.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", "synthetic://?width=160&height=120",
+                             "--model", str(tiny_model), "--json", str(js)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (js.exists() and js.stat().st_size):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # docker kill, the OOM killer: no handler runs
+    proc.wait()
+    stale = shm_segments(proc.pid)
+    assert stale, "the kill should have left the rings behind"
+    assert len(list(Pipeline(str(video), str(tiny_model)).run())) == 30
+    assert not shm_segments(proc.pid) & stale
