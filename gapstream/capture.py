@@ -47,6 +47,18 @@ class SourceInfo:
         """The URI as shown to the user: any password masked."""
         return redact_url(self.uri)
 
+    def describe(self) -> str:
+        """Size and rate as the user should see them (never just the ring's slot size)."""
+        if self.kind in ("stream", "webcam"):
+            # Only known once connected; the capture stage logs them then.
+            return f"frames up to {self.width}x{self.height}"
+        w, h = self.shown or (self.width, self.height)
+        size = f"{w}x{h}" + (f", largest {self.width}x{self.height}" if (w, h) != (self.width, self.height)
+                             else "")
+        if self.kind == "images":
+            return f"{self.frames} images, {size}"
+        return f"{size} @ {self.fps:.2f} fps" + (f", {self.frames} frames" if self.frames else "")
+
 
 def classify(uri: str) -> str:
     """The kind of source a URI names."""
@@ -254,7 +266,10 @@ class StreamReader:
         options: dict[str, str] = {}
         fmt = None
         if uri.startswith(("rtsp://", "rtsps://")):
-            options = {"rtsp_transport": cfg.rtsp_transport, "rtsp_flags": "prefer_tcp"}
+            # timeout: FFmpeg's socket I/O limit (microseconds), so that a stream that stalls
+            # after connecting is noticed within open_timeout rather than waited on forever.
+            options = {"rtsp_transport": cfg.rtsp_transport, "rtsp_flags": "prefer_tcp",
+                       "timeout": str(int(cfg.open_timeout * 1e6))}
             if cfg.rtsp_transport == "udp":
                 options.pop("rtsp_flags")
         elif self.info.kind == "webcam":
@@ -284,6 +299,9 @@ class StreamReader:
                     for frame in container.decode(st):
                         if got == 0:
                             worked, failures, delay = True, 0, cfg.backoff_initial
+                            rate = st.average_rate or st.guessed_rate
+                            log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
+                                     f" @ {float(rate):.2f} fps" if rate else "")
                         got += 1
                         yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
                         t_last = time.monotonic()

@@ -38,7 +38,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
                    "${VAR} takes a password from the environment)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
-    p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
+    p.add_argument("--json", metavar="JSONL",
+                   help="write per-frame detections as JSON Lines ('-': to stdout, the log stays on stderr)")
     p.add_argument("--show", action="store_true", help="display the annotated frames in a window")
     p.add_argument("--config", metavar="YAML", help="pipeline config (see configs/)")
     p.add_argument("--model", metavar="TFLITE", help="model file (default: the shipped int8 model)")
@@ -74,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_pipeline(args: argparse.Namespace) -> None:
     from .config import load_config
     from .pipeline import Pipeline
+    from .progress import Progress
 
     overrides = {
         "output.video": args.out, "output.json": args.json, "model.path": args.model,
@@ -87,11 +89,14 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
     pipe = Pipeline(args.source, config=cfg)
-    for _ in pipe.run():
-        pass
+    with Progress() as progress:
+        for _ in pipe.run():
+            progress.update(pipe.source.frames if pipe.source and not pipe.source.live else None)
     assert pipe.stats is not None
-    written = [p for p in (cfg.output.video, cfg.output.json) if p]
-    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
+    written = [p for p in (cfg.output.video, cfg.output.json) if p and p != "-"]
+    # With --json - stdout carries only the JSON Lines.
+    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""),
+          file=sys.stderr if cfg.output.json == "-" else sys.stdout)
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:

@@ -94,6 +94,7 @@ class Pipeline:
             cfg = replace(cfg, model=replace(cfg.model, path=str(model)))
         self.config = cfg.validate()
         self.stats: StatsReport | None = None
+        self.source: SourceInfo | None = None  # known once run() has checked the source
         self._stop_requested = False
 
     def stop(self) -> None:
@@ -152,6 +153,7 @@ class Pipeline:
         with contextlib.ExitStack() as stack:
             flag = stack.enter_context(stop_on_signals())
             plan = self.plan()
+            self.source = plan.source
             if not flag.is_set():
                 yield from self._results(plan, self._start(plan, stack), flag)
         if flag.is_set():
@@ -186,8 +188,7 @@ class Pipeline:
                             name=f"gapstream-{name}", daemon=True)
             p.start()
             procs.append(p)
-        log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
-                 info.name, info.kind, info.width, info.height, info.fps,
+        log.info("source %s (%s, %s%s), model %s, batch %d", info.name, info.kind, info.describe(),
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
         return _Running(frames, results, errors, counters, procs, sinks, stop, beats,
                         _watchdog_limits(cfg, info))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -167,12 +168,16 @@ class JsonlSink(_ClosingSink):
     """
 
     def __init__(self, path: str, flush_every: float = 0.5) -> None:
-        self.path = Path(path)
+        stdout = path == "-"
+        self.path = None if stdout else Path(path)
+        self._name = "standard output" if stdout else path
         self.frames = 0
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         try:
-            self._f: IO[str] | None = open(path, "w", buffering=1 << 16)  # noqa: SIM115
+            # "-": JSON Lines on stdout (the logs stay on stderr); stdout itself is not closed.
+            self._f: IO[str] | None = open(sys.stdout.fileno() if stdout else path, "w",  # noqa: SIM115
+                                           buffering=1 << 16, closefd=not stdout)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -187,7 +192,7 @@ class JsonlSink(_ClosingSink):
                 self._last_flush = now
         except OSError as exc:
             self.failed = True
-            raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
+            raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from None
 
     def close(self) -> None:
         if self._f is not None:
@@ -196,7 +201,7 @@ class JsonlSink(_ClosingSink):
                 f.close()
             except OSError as exc:
                 self.failed = True
-                raise OutputError(f"cannot write {self.path}: {_reason(exc)}") from None
+                raise OutputError(f"cannot write {self._name}: {_reason(exc)}") from None
 
 
 class WindowSink(_ClosingSink):

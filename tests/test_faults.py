@@ -1,11 +1,11 @@
 """Faults injected for real: outputs that are inputs, signals, failing outputs, small /dev/shm,
 hung stages, stale segments. Each must end in one clear error (or exit 130), no lost data, no leak."""
 
-from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import av
+import cv2
+import numpy as np
 import pytest
 
 from gapstream.config import load_config
@@ -207,3 +209,39 @@ def test_segments_of_a_killed_run_are_removed_at_the_next_start(tiny_model: Path
     assert stale, "the kill should have left the rings behind"
     assert len(list(Pipeline(str(video), str(tiny_model)).run())) == 30
     assert not shm_segments(proc.pid) & stale
+
+
+def test_json_to_stdout_with_a_progress_bar_on_a_terminal(tiny_model: Path, video: Path) -> None:
+    master, slave = pty.openpty()  # stderr is a terminal: the bar is drawn there
+    proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", str(video), "--model", str(tiny_model),
+                             "--json", "-", "--stats-interval", "0"],
+                            stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, tty
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(30))  # nothing else
+    assert b"30/30" in tty and b"frame" in tty and b"gapstream: 30 frames" in tty
+    assert not (Path.cwd() / "-").exists()
+    # Not a terminal: no bar.
+    r = run_cli(str(video), "--model", str(tiny_model), "--json", "-")
+    assert r.returncode == 0 and "30/30" not in r.stderr and "it/s" not in r.stderr
+
+
+def test_source_line_shows_the_real_size(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, (h, w) in enumerate(((480, 640), (480, 640), (600, 800))):
+        cv2.imwrite(str(folder / f"{i}.png"), np.zeros((h, w, 3), np.uint8))
+    r = run_cli(str(folder), "--model", str(tiny_model))
+    assert r.returncode == 0, r.stderr
+    assert "(images, 3 images, 640x480, largest 800x600)" in r.stderr, r.stderr

@@ -261,9 +261,10 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("source:\n  connect_attempts: 2\n  backoff_initial: 0.2\n  open_timeout: 2\n")
     t0 = time.monotonic()
+    out, js = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", url, "--model", str(tiny_model),
-                             "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--config", str(cfg), "--out", str(out), "--json", str(js)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -282,6 +283,7 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     reason = {"refused": "Connection refused", "silent": "no answer within 2 s"}[kind]
     assert reason in errors[0], errors[0]
     assert elapsed < 45, f"took {elapsed:.0f} s to give up"
+    assert not out.exists() and not js.exists(), "a failed connect must leave no empty output"
     assert not shm_segments(proc.pid), "leaked shared memory"
     # Stage processes are forks of the CLI and share its command line, URL included.
     left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout
