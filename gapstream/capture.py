@@ -103,13 +103,19 @@ def input_files(uri: str) -> list[str]:
 def _synthetic_params(uri: str, cfg: SourceConfig) -> dict[str, Any]:
     q = {k: v[-1] for k, v in parse_qs(urlparse(uri).query).items()}
     try:
-        return {
+        p = {
             "width": int(q.get("width", 640)), "height": int(q.get("height", 480)),
             "fps": float(q.get("fps", cfg.fps)), "frames": int(q.get("frames", 0)) or None,
             "live": q.get("live", "0") in ("1", "true", "yes"),
         }
     except ValueError as exc:
         raise SourceError(f"bad synthetic source {uri!r}: {exc}") from None
+    frames_ok = p["frames"] is None or p["frames"] > 0
+    for key, ok, why in (("width", p["width"] >= 2, ">= 2"), ("height", p["height"] >= 2, ">= 2"),
+                         ("fps", p["fps"] > 0, "> 0"), ("frames", frames_ok, "> 0")):
+        if not ok:
+            raise SourceError(f"bad synthetic source {uri!r}: {key} must be {why}")
+    return p
 
 
 def _av_error(uri: str, exc: Exception) -> SourceError:

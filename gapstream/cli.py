@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -148,7 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hint = ""
+        if args.verb == "run" and any(os.path.exists(a) or any(c in a for c in "*?[") for a in extra):
+            # The shell expanded an unquoted glob into one argument per file.
+            hint = " (a glob such as frames/*.png must be quoted: gapstream run 'frames/*.png')"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return int(args.func(args) or 0)
     except GapstreamError as exc:

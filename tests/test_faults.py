@@ -6,10 +6,12 @@ import hashlib
 import json
 import os
 import pty
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import av
@@ -245,3 +247,49 @@ def test_source_line_shows_the_real_size(tiny_model: Path, tmp_path: Path) -> No
     r = run_cli(str(folder), "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
     assert "(images, 3 images, 640x480, largest 800x600)" in r.stderr, r.stderr
+
+
+def test_small_points_unquoted_glob_bad_synthetic_corrupt_first_image(tiny_model: Path,
+                                                                     tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "0.png").write_bytes(b"not an image")  # corrupt first image: skipped like any other
+    for i in (1, 2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.zeros((48, 64, 3), np.uint8))
+    js = tmp_path / "o.jsonl"
+    r = run_cli(str(folder), "--model", str(tiny_model), "--json", str(js))
+    assert r.returncode == 0, r.stderr
+    assert "skipping unreadable image" in r.stderr and len(js.read_text().splitlines()) == 2
+    # What the shell makes of an unquoted frames/*.png: one argument per file.
+    r = run_cli(*sorted(str(p) for p in folder.glob("*.png")), "--model", str(tiny_model))
+    assert r.returncode == 2 and "must be quoted" in r.stderr and "Traceback" not in r.stderr
+    for bad in ("width=0", "height=-3", "fps=0"):
+        assert_one_clear_error(run_cli(f"synthetic://?{bad}", "--model", str(tiny_model)), bad.split("=")[0])
+
+
+def test_the_wheel_ships_the_models_and_an_install_finds_them(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    root = Path(__file__).resolve().parent.parent
+    # Built from a copy, so that the checkout gets no build/ or egg-info of the test's making.
+    src = tmp_path / "src"
+    shutil.copytree(root, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "out", "data", "runs", "build", "*.egg-info", "__pycache__", "benchmarks"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    [wheel] = (tmp_path / "dist").glob("gapstream-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    for model in ("gapstream_person_int8", "gapstream_person_float32"):
+        assert {f"gapstream/models/{model}.tflite", f"gapstream/models/{model}.json"} <= names
+    target = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(target)  # what an install puts on sys.path
+    code = ("from gapstream.paths import DEFAULT_MODEL, shipped_model\n"
+            "assert DEFAULT_MODEL.is_file() and shipped_model('float32').is_file(), DEFAULT_MODEL\n"
+            "print(DEFAULT_MODEL)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(target)}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith(str(target))
