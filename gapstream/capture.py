@@ -369,10 +369,12 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
                 ring.count_drop()
                 seq += 1
                 continue
+            src_h, src_w = rgb.shape[:2]
             rgb = fit(rgb, slot_h, slot_w)
             h, w = rgb.shape[:2]
             ring.view(slot)["frame"][:h, :w] = rgb
-            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic()), seq)
+            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic(),
+                                           src_h=src_h, src_w=src_w), seq)
             counters.add("captured")
             seq += 1
     finally:

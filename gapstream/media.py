@@ -100,3 +100,15 @@ def image_size(path: str) -> tuple[int, int] | None:
         return size
     img = cv2.imread(path)
     return None if img is None else img.shape[:2]
+
+
+def letterbox(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``frame`` scaled to fit ``height x width`` with its aspect kept, centred on black."""
+    h, w = frame.shape[:2]
+    s = min(height / h, width / w)
+    nh, nw = min(height, max(1, round(h * s))), min(width, max(1, round(w * s)))
+    out = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - nh) // 2, (width - nw) // 2
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    out[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
+    return out

@@ -14,6 +14,7 @@ from .cam import cam_batch, localize, upsample
 from .config import PostConfig
 from .detections import Detections
 from .meta import ModelMeta
+from .results import FrameRecord
 from .ring import EOS, Ring
 
 
@@ -33,6 +34,12 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
     if is_person:
         blend(frame, upsample(cam, w, h, cfg.cubic), cfg.blend_alpha)
     draw(frame, det, prob)
+
+
+def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
+    """Boxes found on the stored frame, in the frame's own coordinates (it may have been scaled
+    down to fit its ring slot)."""
+    return det.scaled((rec.src_w or rec.w) / rec.w, (rec.src_h or rec.h) / rec.h)
 
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
@@ -55,6 +62,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             if annotate:
                 frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
                 annotate_frame(frame, cam, is_person, det, float(probs[meta.person_index]), cfg)
+            det = to_frame_coordinates(det, rec)
             rec.probs, rec.cls, rec.person, rec.cam = probs, cls, is_person, cam
             rec.xyxy, rec.scores, rec.t_post = det.xyxy, det.scores, time.monotonic()
             results.put((rec.frame_slot, rec))

@@ -23,7 +23,7 @@ import cv2
 
 from .config import OutputConfig
 from .errors import OutputError
-from .media import add_video_stream, check_encoder, encode
+from .media import add_video_stream, check_encoder, encode, letterbox
 from .results import Result
 
 log = logging.getLogger("gapstream.sinks")
@@ -85,7 +85,8 @@ class _ClosingSink:
 
 
 class VideoSink(_ClosingSink):
-    """Annotated video through PyAV; keeps the source frame rate.
+    """Annotated video through PyAV; keeps the source frame rate and the first frame's size
+    (a later frame of another size is letterboxed into it, never cropped).
 
     Offline frames get consecutive timestamps; live frames are placed by their capture
     time, so dropped frames leave gaps instead of speeding the video up.
@@ -129,10 +130,12 @@ class VideoSink(_ClosingSink):
             self._stream = add_video_stream(self._container, frame.shape[1], frame.shape[0], self.rate,
                                             self.cfg.codec, self.cfg.crf, self.cfg.preset)
         st = self._stream
-        if frame.shape[0] != st.height or frame.shape[1] != st.width:
-            frame = frame[: st.height, : st.width]
-            if frame.shape[0] != st.height or frame.shape[1] != st.width:  # source size changed
-                frame = cv2.resize(result.frame, (st.width, st.height))
+        h, w = frame.shape[:2]
+        if (h, w) != (st.height, st.width):
+            if h - st.height in (0, 1) and w - st.width in (0, 1):  # odd size: the stream is even
+                frame = frame[: st.height, : st.width]
+            else:  # the source changed size (image folder, stream reconnect): whole frame, letterboxed
+                frame = letterbox(frame, st.height, st.width)
         # OpenCV's RGB->I420 is about 5x faster than PyAV's swscale conversion of rgb24.
         vf = av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
         pts = self.frames if not self.live else max(self._last_pts + 1, round(result.pts * self.rate))

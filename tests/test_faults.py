@@ -1,6 +1,7 @@
 """Faults injected for real: outputs that are inputs, signals, failing outputs, small /dev/shm,
 hung stages, stale segments. Each must end in one clear error (or exit 130), no lost data, no leak."""
 
+from __future__ import annotations
 
 import hashlib
 import json
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from gapstream.config import load_config
+from gapstream.detections import Detections
 from gapstream.errors import PipelineError
 from gapstream.paths import ROOT
 from gapstream.pipeline import Pipeline
@@ -265,6 +267,46 @@ def test_small_points_unquoted_glob_bad_synthetic_corrupt_first_image(tiny_model
     assert r.returncode == 2 and "must be quoted" in r.stderr and "Traceback" not in r.stderr
     for bad in ("width=0", "height=-3", "fps=0"):
         assert_one_clear_error(run_cli(f"synthetic://?{bad}", "--model", str(tiny_model)), bad.split("=")[0])
+
+
+def test_mixed_frame_sizes_give_results_in_own_coordinates_and_a_letterboxed_video(
+        tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "0.png"), rng.integers(0, 120, (480, 640, 3), np.uint8))
+    big = rng.integers(0, 120, (1440, 2560, 3), np.uint8)
+    big[400:1000, 2200:2500] = 255  # only in the part a 1920-wide crop would cut off
+    cv2.imwrite(str(folder / "1.png"), big)
+    cfg = load_config(None, {"post.score_threshold": 0.0, "post.blend_alpha": 0.0,
+                             "output.stats_interval": 0, "output.video": str(tmp_path / "o.mp4")})
+    pipe = Pipeline(str(folder), str(tiny_model), cfg)
+    got = [(r.frame.shape, r.detections.xyxy.copy()) for r in pipe.run()]
+    assert [shape for shape, _ in got] == [(480, 640, 3), (1440, 2560, 3)]
+    (_, small), (_, large) = got
+    # The random test model may call neither frame a person; any box must be in its own frame.
+    assert np.all(small[:, [0, 2]] <= 640) and np.all(small[:, [1, 3]] <= 480)
+    assert np.all(large[:, [0, 2]] <= 2560) and np.all(large[:, [1, 3]] <= 1440)
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 2 and frames[1].shape == (480, 640, 3)
+    second = frames[1].astype(int)
+    assert second[:50].mean() < 8 and second[-50:].mean() < 8  # letterbox bars (2560x1440 -> 640x360)
+    assert second[200:240, 560:620].mean() > 150  # the right-hand patch is there: scaled, not cropped
+
+
+def test_a_frame_scaled_down_to_fit_its_slot_gets_boxes_in_its_own_coordinates(tiny_model: Path) -> None:
+    # A stream frame larger than source.max_width x max_height is stored scaled down; post
+    # works on the stored frame and must scale its boxes back.
+    from gapstream.post import to_frame_coordinates
+    from gapstream.results import FrameRecord
+
+    rec = FrameRecord(index=0, pts=0.0, h=1080, w=1920, t_cap=0.0, src_h=2160, src_w=3840)
+    det = to_frame_coordinates(Detections(np.array([[960, 540, 1920, 1080]], np.float32),
+                                          np.array([0.9], np.float32)), rec)
+    np.testing.assert_allclose(det.xyxy, [[1920, 1080, 3840, 2160]])
+    same = FrameRecord(index=0, pts=0.0, h=480, w=640, t_cap=0.0)
+    assert to_frame_coordinates(det, same) is det
 
 
 def test_the_wheel_ships_the_models_and_an_install_finds_them(tmp_path: Path) -> None:
