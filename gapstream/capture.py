@@ -21,7 +21,7 @@ import numpy as np
 from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
-from .media import IMAGE_EXTS, VIDEO_EXTS, image_size
+from .media import IMAGE_EXTS, VIDEO_EXTS, image_size, rgb_upright
 from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
@@ -167,6 +167,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
             w, h = st.codec_context.width, st.codec_context.height
             if not w or not h:
                 raise SourceError(f"{name}: not a readable video (no frame size)")
+            if _quarter_turned(container, st):
+                w, h = h, w  # displayed upright, as the display matrix says
             rate = st.average_rate or st.guessed_rate or cfg.fps
             frames = st.frames or None
             if frames is None and st.duration and st.time_base:
@@ -176,6 +178,15 @@ def probe(cfg: SourceConfig) -> SourceInfo:
     except av.error.FFmpegError as exc:
         raise _av_error(uri, exc) from None
     return SourceInfo(uri, "file", bool(cfg.live), w, h, float(rate), frames)
+
+
+def _quarter_turned(container: Any, st: Any) -> bool:
+    """Whether the first frame's display matrix turns it by 90 or 270 degrees."""
+    try:
+        frame = next(container.decode(st))
+    except (av.error.FFmpegError, StopIteration):
+        return False  # the reader reports a file it cannot decode
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
 
 
 def fit(frame: np.ndarray, max_h: int, max_w: int) -> np.ndarray:
@@ -208,7 +219,7 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
                 last_t = t
                 n += 1
-                yield frame.to_ndarray(format="rgb24"), t
+                yield rgb_upright(frame), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
                 f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
@@ -309,7 +320,7 @@ class StreamReader:
                             log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
                                      f" @ {float(rate):.2f} fps" if rate else "")
                         got += 1
-                        yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
+                        yield rgb_upright(frame), time.monotonic() - start
                         t_last = time.monotonic()
                         if self.stop.is_set():
                             return

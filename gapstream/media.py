@@ -112,3 +112,20 @@ def letterbox(frame: np.ndarray, height: int, width: int) -> np.ndarray:
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
     out[y:y + nh, x:x + nw] = cv2.resize(frame, (nw, nh), interpolation=interp)
     return out
+
+
+_TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+def upright(img: np.ndarray, rotation: float) -> np.ndarray:
+    """A decoded frame turned as its display matrix says (``rotation``: PyAV's ``frame.rotation``,
+    counter-clockwise degrees, as FFmpeg's own players apply it)."""
+    turn = round(-rotation / 90) * 90 % 360
+    return cv2.rotate(img, _TURNS[turn]) if turn else img
+
+
+def rgb_upright(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as an upright RGB array (a portrait phone clip stays portrait)."""
+    img = frame.to_ndarray(format="rgb24")
+    rotation = getattr(frame, "rotation", 0) or 0
+    return upright(img, rotation) if rotation else img

@@ -23,6 +23,7 @@ import pytest
 from gapstream.config import load_config
 from gapstream.detections import Detections
 from gapstream.errors import PipelineError
+from gapstream.media import add_video_stream, encode
 from gapstream.paths import ROOT
 from gapstream.pipeline import Pipeline
 
@@ -335,3 +336,25 @@ def test_the_wheel_ships_the_models_and_an_install_finds_them(tmp_path: Path) ->
                        env={**os.environ, "PYTHONPATH": str(target)}, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(target))
+
+
+def test_a_portrait_phone_clip_is_processed_upright(tiny_model: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as c:  # stored landscape 160x96 with a display matrix of -90
+        st = add_video_stream(c, 160, 96, 10)
+        st.set_display_rotation(-90)
+        for _ in range(5):
+            img = np.zeros((96, 160, 3), np.uint8)
+            img[:, :40] = 255  # the stored left edge is the top when shown upright
+            encode(c, st, img)
+        encode(c, st)
+    cfg = load_config(None, {"output.stats_interval": 0, "output.video": str(tmp_path / "o.mp4"),
+                             "output.annotate": False})
+    pipe = Pipeline(str(clip), str(tiny_model), cfg)
+    frames = [r.frame.copy() for r in pipe.run()]
+    assert pipe.source is not None and (pipe.source.width, pipe.source.height) == (96, 160)
+    assert len(frames) == 5 and all(f.shape == (160, 96, 3) for f in frames)
+    assert frames[0][:30].mean() > 200 and frames[0][-60:].mean() < 30  # as ffmpeg/players show it
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        out = next(c.decode(video=0))
+    assert (out.width, out.height) == (96, 160)
