@@ -274,9 +274,11 @@ class StreamReader:
     worked, ``reconnect_attempts`` consecutive tries after each drop (0 = forever).
     """
 
-    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None):
+    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
+                 t0: float | None = None):
         self.info, self.cfg, self.stop = info, cfg, stop
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.t0 = t0
 
     def _open(self) -> Any:
         cfg, uri = self.cfg, self.info.uri
@@ -301,7 +303,7 @@ class StreamReader:
         failures = 0
         worked = False
         delay = cfg.backoff_initial
-        start = time.monotonic()
+        start = self.t0 if self.t0 is not None else time.monotonic()
         while not self.stop.is_set():
             got = 0
             t_last = time.monotonic()  # last sign of life: the connect attempt or the latest frame
@@ -347,29 +349,29 @@ class StreamReader:
             delay = min(delay * 2, cfg.backoff_max)
 
 
-def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None
-           ) -> Iterator[tuple[np.ndarray, float]]:
-    """The frame iterator for any kind of source."""
+def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
+           t0: float | None = None) -> Iterator[tuple[np.ndarray, float]]:
+    """The frame iterator for any kind of source; live stream times count from ``t0`` (monotonic)."""
     if info.kind == "file":
         return read_file(info, cfg)
     if info.kind == "images":
         return read_images(info)
     if info.kind == "synthetic":
         return read_synthetic(info)
-    return StreamReader(info, cfg, stop, on_reconnect).frames()
+    return StreamReader(info, cfg, stop, on_reconnect, t0).frames()
 
 
 def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any,
-              beat: Callable[[], None]) -> None:
+              beat: Callable[[], None], first_index: int = 0, t0: float | None = None) -> None:
     """Capture process: frames from the source into the frame ring, in order.
 
     Offline sources wait for a free slot (no frame is lost); live sources take back the
     oldest waiting frame, or drop the new one, so that latency stays bounded.
     """
     slot_h, slot_w = ring.view(0)["frame"].shape[:2]
-    seq = 0
+    seq = first_index  # a restarted capture (watchdog) goes on numbering where the last one ended
     try:
-        for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects")):
+        for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects"), t0=t0):
             beat()
             if stop.is_set():
                 break

@@ -86,8 +86,9 @@ class PipelineConfig:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     log_level: str = "INFO"
-    # Seconds a stage may make no progress (hung, SIGSTOPped) before the run is ended with an
-    # error naming it; streams get source.open_timeout + backoff_max more for capture; 0 disables.
+    # Seconds a stage may make no progress (hung, SIGSTOPped) before an offline run is ended with
+    # an error naming it, or a live run's stages are restarted; streams get source.open_timeout +
+    # backoff_max more for capture; 0 disables.
     watchdog_timeout: float = 20.0
 
     def validate(self) -> PipelineConfig:

@@ -67,18 +67,40 @@ class Plan:
 
 
 @dataclass
+class _Stages:
+    """The stage processes and what links them; replaced as a whole when a live run restarts them
+    (a stage killed while holding a queue's lock would block any successor on that queue)."""
+
+    frames: Ring
+    maps: Ring
+    results: Any
+    procs: list[Any]
+    stop: Any
+
+    def close(self) -> None:
+        self.stop.set()
+        _shutdown(self.procs)
+        self.maps.close()
+        self.frames.close()
+
+
+@dataclass
 class _Running:
     """The parts of a started run that the result loop uses."""
 
-    frames: Ring
-    results: Any
+    stages: _Stages
     errors: Any
     counters: Counters
-    procs: list[Any]
     sinks: list[Sink]
-    stop: Any
     heartbeats: Heartbeats
     limits: dict[str, float]  # seconds each stage may go without a heartbeat
+    spawn: Any  # (first frame index) -> _Stages: a fresh set of stages, for a restart
+    dropped_before: int = 0  # frames dropped by the rings of stages since replaced
+    restarts: int = 0  # watchdog restarts since the last delivered frame
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_before + self.stages.frames.dropped
 
 
 class Pipeline:
@@ -160,50 +182,72 @@ class Pipeline:
             raise KeyboardInterrupt
 
     def _start(self, plan: Plan, stack: contextlib.ExitStack) -> _Running:
-        """Rings, stage processes and sinks, each released by ``stack``."""
-        cfg, meta, info = self.config, plan.meta, plan.source
+        """Stage processes with their rings, and the sinks, each released by ``stack``."""
+        cfg, info = self.config, plan.source
         ctx = mp.get_context("fork")
         shm.remove_stale()
-        frames = shm.make_ring(_frame_fields(info), plan.frame_slots, ctx, "frames")
-        stack.callback(frames.close)
-        maps = shm.make_ring(_maps_fields(meta, plan.maps_shape), cfg.buffers.result_slots, ctx, "maps")
-        stack.callback(maps.close)
-        procs: list[Any] = []
-        stack.callback(_shutdown, procs)
+        errors, counters = ctx.Queue(), Counters(ctx)
+        beats = Heartbeats(["capture", "infer", "post"], ctx)
+        t0 = time.monotonic()
+
+        def spawn(first_index: int) -> _Stages:
+            beats.reset()
+            return self._spawn(plan, ctx, errors, counters, beats, first_index, t0)
+
+        started: list[_Running] = []
+        stages = spawn(0)
+        # Whichever set of stages is current when the run ends (a live restart replaces them).
+        stack.callback(lambda: (started[0].stages if started else stages).close())
         sinks = [stack.enter_context(open_sink()) for open_sink in sink_factories(cfg.output, info.fps,
                                                                                   info.live)]
-        stop = ctx.Event()
-        stack.callback(stop.set)  # first on the way out: every stage stops waiting
-        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
-        beats = Heartbeats(["capture", "infer", "post"], ctx)
-        stages = {
-            "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters, beats.beat("capture"))),
-            "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
-                                        frames, maps, stop, counters, beats.beat("infer"))),
-            "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                      counters, beats.beat("post"))),
-        }
-        for name, (fn, args) in stages.items():
-            p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                            name=f"gapstream-{name}", daemon=True)
-            p.start()
-            procs.append(p)
+        run = _Running(stages, errors, counters, sinks, beats, _watchdog_limits(cfg, info), spawn)
+        started.append(run)
+        stack.callback(lambda: run.stages.stop.set())  # first on the way out: every stage stops waiting
         log.info("source %s (%s, %s%s), model %s, batch %d", info.name, info.kind, info.describe(),
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
-        return _Running(frames, results, errors, counters, procs, sinks, stop, beats,
-                        _watchdog_limits(cfg, info))
+        return run
+
+    def _spawn(self, plan: Plan, ctx: Any, errors: Any, counters: Counters, beats: Heartbeats,
+               first_index: int, t0: float) -> _Stages:
+        """The rings and the three stage processes; on any failure what was made is released."""
+        cfg, meta, info = self.config, plan.meta, plan.source
+        with contextlib.ExitStack() as undo:
+            frames = shm.make_ring(_frame_fields(info), plan.frame_slots, ctx, "frames")
+            undo.callback(frames.close)
+            maps = shm.make_ring(_maps_fields(meta, plan.maps_shape), cfg.buffers.result_slots, ctx, "maps")
+            undo.callback(maps.close)
+            stop, results, procs = ctx.Event(), ctx.Queue(), []
+            undo.callback(_shutdown, procs)
+            undo.callback(stop.set)
+            stages = {
+                "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters,
+                                                beats.beat("capture"), first_index, t0)),
+                "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
+                                            frames, maps, stop, counters, beats.beat("infer"))),
+                "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
+                                          counters, beats.beat("post"))),
+            }
+            for name, (fn, args) in stages.items():
+                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
+                                name=f"gapstream-{name}", daemon=True)
+                p.start()
+                procs.append(p)
+            undo.pop_all()
+        return _Stages(frames, maps, results, procs, stop)
 
     def _results(self, plan: Plan, run: _Running, signalled: StopFlag) -> Iterator[Result]:
         """Results in order, through the sinks, until the stream ends or a stop; then the final checks."""
-        frames, sinks = run.frames, run.sinks
-        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: frames.dropped)
+        sinks = run.sinks
+        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: run.dropped)
         source_error: str | None = None
+        next_index = 0
         while not signalled.is_set():
+            frames = run.stages.frames
             try:
-                item = run.results.get(timeout=0.2)
+                item = run.stages.results.get(timeout=0.2)
             except queue.Empty:
-                source_error = _check(run.procs, run.errors, source_error)
-                _watch(run)
+                source_error = _check(run.stages.procs, run.errors, source_error)
+                _watch(run, plan.source.live, next_index)
                 monitor.maybe_log()
                 continue
             if item is EOS:
@@ -216,19 +260,21 @@ class Pipeline:
             rec.t_out = time.monotonic()
             monitor.frame_done(rec)
             run.counters.add("output")
+            next_index, run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             try:
                 yield result
             finally:
                 frames.release(slot)
             if self._stop_requested or any(s.quit for s in sinks):
-                run.stop.set()
-        run.stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
-        for p in run.procs:
+                run.stages.stop.set()
+        # The stream has ended; a stage still waiting (capture after a failure) must stop.
+        run.stages.stop.set()
+        for p in run.stages.procs:
             p.join(timeout=5)
         if signalled.is_set():
             return  # interrupted: what was written is complete; run() reports the interruption
-        source_error = _check(run.procs, run.errors, source_error, final=True)
+        source_error = _check(run.stages.procs, run.errors, source_error, final=True)
         self.stats = monitor.report()
         if source_error:
             raise PipelineError(source_error)
@@ -243,13 +289,27 @@ def _watchdog_limits(cfg: PipelineConfig, info: SourceInfo) -> dict[str, float]:
     return {"capture": capture_t if t else 0.0, "infer": t, "post": t}
 
 
-def _watch(run: _Running) -> None:
-    """End the run with an error naming a stage that stopped making progress."""
+MAX_RESTARTS = 3  # watchdog restarts in a row (no frame delivered in between) before giving up
+
+
+def _watch(run: _Running, live: bool, next_index: int) -> None:
+    """Act on a stage that stopped making progress: end an offline run with an error naming it;
+    restart a live run's stages (fresh processes, rings and queues; the sinks stay open)."""
     stalled = run.heartbeats.stalled(run.limits)
-    if stalled:
-        name, age = stalled
-        raise PipelineError(f"{name} stage made no progress for {age:.0f} s (hung or stopped); ended the "
-                            f"run (the watchdog_timeout config key sets this limit)")
+    if not stalled:
+        return
+    name, age = stalled
+    what = f"{name} stage made no progress for {age:.0f} s (hung or stopped)"
+    if not live or run.restarts >= MAX_RESTARTS:
+        why = f"after {run.restarts} restarts" if live else "ended the run"
+        raise PipelineError(f"{what}; {why} (the watchdog_timeout config key sets this limit)")
+    run.restarts += 1
+    log.warning("%s; restarting the stages (restart %d of at most %d in a row)", what, run.restarts,
+                MAX_RESTARTS)
+    run.dropped_before += run.stages.frames.dropped
+    run.stages.close()  # kills the hung process; its queues and rings go with it (closing is idempotent)
+    run.stages = run.spawn(next_index)
+    run.counters.add("restarts")
 
 
 def _frame_fields(info: SourceInfo) -> dict[str, Any]:

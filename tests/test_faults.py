@@ -358,3 +358,23 @@ def test_a_portrait_phone_clip_is_processed_upright(tiny_model: Path, tmp_path: 
     with av.open(str(tmp_path / "o.mp4")) as c:
         out = next(c.decode(video=0))
     assert (out.width, out.height) == (96, 160)
+
+
+def test_watchdog_restarts_the_stages_of_a_live_run(tiny_model: Path) -> None:
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0})
+    pipe = Pipeline("synthetic://?width=160&height=120&live=1&fps=20", str(tiny_model), cfg)
+    indices: list[int] = []
+    hung: list[int] = []
+    for r in pipe.run():
+        indices.append(r.index)
+        if r.index == 5 and not hung:
+            [infer] = [p for p in gapstream_children() if p.name == "gapstream-infer"]
+            os.kill(infer.pid, signal.SIGSTOP)
+            hung.append(infer.pid)
+        if hung and len(indices) >= 20:
+            pipe.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung[0], 0)  # the hung stage was killed and replaced
+    assert indices == sorted(set(indices)) and len(indices) >= 20  # the run went on, in order
+    assert pipe.stats is not None and pipe.stats.restarts == 1
+    assert "stage restarts 1" in pipe.stats.summary()
