@@ -315,17 +315,24 @@ class StreamReader:
                     if worked:
                         log.info("reconnected to %s", self.info.name)
                         self.on_reconnect()
-                    for frame in container.decode(st):
-                        if got == 0:
-                            worked, failures, delay = True, 0, cfg.backoff_initial
-                            rate = st.average_rate or st.guessed_rate
-                            log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
-                                     f" @ {float(rate):.2f} fps" if rate else "")
-                        got += 1
-                        yield rgb_upright(frame), time.monotonic() - start
-                        t_last = time.monotonic()
-                        if self.stop.is_set():
-                            return
+                    try:
+                        for frame in container.decode(st):
+                            if got == 0:
+                                worked, failures, delay = True, 0, cfg.backoff_initial
+                                rate = st.average_rate or st.guessed_rate
+                                log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
+                                         f" @ {float(rate):.2f} fps" if rate else "")
+                            got += 1
+                            yield rgb_upright(frame), time.monotonic() - start
+                            t_last = time.monotonic()
+                            if self.stop.is_set():
+                                return
+                    except (av.error.FFmpegError, OSError):
+                        if got and time.monotonic() - t_last >= 0.9 * cfg.open_timeout:
+                            # Said now: closing the dead connection can take open_timeout again.
+                            log.warning("%s: no packet for %g s: the stream stalled", self.info.name,
+                                        cfg.open_timeout)
+                        raise
                 reason = "stream ended"
             except (av.error.FFmpegError, OSError, IndexError) as exc:
                 # FFmpeg reports its own timeout as "Immediate exit requested" or "Invalid data".

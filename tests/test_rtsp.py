@@ -366,3 +366,37 @@ def test_cli_stream_with_password_from_env_never_shows_it(rtsp_server: RtspServe
     assert f"gapstream: error: {shown}: stream lost and 2 reconnect attempts failed" in err, err
     assert jsonl.read_text().count("\n") >= 20
     _assert_no_secret(out, err, jsonl.read_text())
+
+
+def test_a_stalled_stream_is_noticed_while_it_is_still_stalled(rtsp_server: RtspServer, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source:\n  open_timeout: 2\n  backoff_max: 1\n")
+    log_path = tmp_path / "gapstream.log"
+
+    def wait_for(text: str, timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in log_path.read_text():
+                return True
+            time.sleep(0.2)
+        return False
+
+    with log_path.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", rtsp_server.url, "--model",
+                                 str(tiny_model), "--config", str(cfg), "--stats-interval", "0"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        assert wait_for("320x240 @ 15.00 fps"), log_path.read_text()  # the real size and rate
+        rtsp_server.proc.send_signal(signal.SIGSTOP)  # the connection stays open and goes silent
+        try:
+            noticed = wait_for("the stream stalled")
+        finally:
+            rtsp_server.proc.send_signal(signal.SIGCONT)
+        assert noticed, log_path.read_text()
+        assert wait_for("reconnected to"), log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 130
+    assert not shm_segments(proc.pid)
