@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_pipeline(args: argparse.Namespace) -> None:
     from .config import load_config
+    from .outputs import check_outputs
     from .pipeline import Pipeline
     from .progress import Progress
 
@@ -87,6 +88,8 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.show:
         overrides["output.show"] = True
+    # The config file is an input too (the pipeline checks the source and the model).
+    check_outputs({"--out": args.out, "--json": args.json}, [args.config] if args.config else [])
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
     pipe = Pipeline(args.source, config=cfg)

@@ -59,6 +59,11 @@ def test_output_that_is_the_input_is_refused_before_anything_is_opened(tiny_mode
     r = run_cli(str(clip), "--model", str(tiny_model), "--model", str(tiny_model), "--json", str(tiny_model))
     assert_one_clear_error(r, "is the input")
     assert tiny_model.stat().st_size > 0
+    config = tmp_path / "c.yaml"
+    config.write_text("infer:\n  batch_size: 2\n")
+    r = run_cli(str(clip), "--model", str(tiny_model), "--config", str(config), "--json", str(config))
+    assert_one_clear_error(r, "is the input")
+    assert config.read_text() == "infer:\n  batch_size: 2\n"
     same = tmp_path / "same.out"
     assert_one_clear_error(run_cli(str(clip), "--model", str(tiny_model), "--out", str(same), "--json",
                                    str(same)), "same file")
