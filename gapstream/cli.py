@@ -151,6 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Until `run` installs its stop flag, SIGTERM stops like Ctrl-C (exit 130); nothing is open yet.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the parser is built (it imports the verbs' modules)
+        print("gapstream: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
@@ -164,9 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GapstreamError as exc:
         print(f"gapstream: error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gapstream: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
