@@ -43,7 +43,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt_install() {
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${PACKAGES[@]}"
+    # No recommended packages: they would pull in ImageMagick, GTK and more that no test needs.
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${PACKAGES[@]}"
 }
 
 echo "install-test-deps: installing ${PACKAGES[*]}"

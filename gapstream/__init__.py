@@ -6,7 +6,7 @@ stays light: PyAV, OpenCV and the TFLite runtime are imported only when a pipeli
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
@@ -18,6 +18,8 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":
+        from importlib import metadata  # here: it costs start-up time that a signal could fall into
+
         try:
             return metadata.version("gapstream")
         except metadata.PackageNotFoundError:  # a source tree that was never installed

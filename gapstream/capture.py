@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
-from .media import IMAGE_EXTS, VIDEO_EXTS
+from .media import IMAGE_EXTS, VIDEO_EXTS, image_size, rgb_upright
 from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
@@ -40,11 +40,24 @@ class SourceInfo:
     height: int
     fps: float
     frames: int | None = None  # expected frame count when known
+    shown: tuple[int, int] | None = None  # (w, h) of the first frame when it differs from the slot size
 
     @property
     def name(self) -> str:
         """The URI as shown to the user: any password masked."""
         return redact_url(self.uri)
+
+    def describe(self) -> str:
+        """Size and rate as the user should see them (never just the ring's slot size)."""
+        if self.kind in ("stream", "webcam"):
+            # Only known once connected; the capture stage logs them then.
+            return f"frames up to {self.width}x{self.height}"
+        w, h = self.shown or (self.width, self.height)
+        size = f"{w}x{h}" + (f", largest {self.width}x{self.height}" if (w, h) != (self.width, self.height)
+                             else "")
+        if self.kind == "images":
+            return f"{self.frames} images, {size}"
+        return f"{size} @ {self.fps:.2f} fps" + (f", {self.frames} frames" if self.frames else "")
 
 
 def classify(uri: str) -> str:
@@ -71,16 +84,38 @@ def _image_files(uri: str) -> list[str]:
     return files
 
 
+def _image_sizes(files: list[str]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(h, w) of the first readable image and the largest (h, w) of all, from the file headers.
+
+    Unreadable images are skipped here as they are when frames are read.
+    """
+    sizes = [s for s in map(image_size, files) if s]
+    if not sizes:
+        raise SourceError(f"none of the {len(files)} images is readable (first: {files[0]})")
+    return sizes[0], (max(h for h, _ in sizes), max(w for _, w in sizes))
+
+
+def input_files(uri: str) -> list[str]:
+    """The local files a source reads (an image folder's images); empty for other sources."""
+    return _image_files(uri) if classify(uri) == "images" else []
+
+
 def _synthetic_params(uri: str, cfg: SourceConfig) -> dict[str, Any]:
     q = {k: v[-1] for k, v in parse_qs(urlparse(uri).query).items()}
     try:
-        return {
+        p = {
             "width": int(q.get("width", 640)), "height": int(q.get("height", 480)),
             "fps": float(q.get("fps", cfg.fps)), "frames": int(q.get("frames", 0)) or None,
             "live": q.get("live", "0") in ("1", "true", "yes"),
         }
     except ValueError as exc:
         raise SourceError(f"bad synthetic source {uri!r}: {exc}") from None
+    frames_ok = p["frames"] is None or p["frames"] > 0
+    for key, ok, why in (("width", p["width"] >= 2, ">= 2"), ("height", p["height"] >= 2, ">= 2"),
+                         ("fps", p["fps"] > 0, "> 0"), ("frames", frames_ok, "> 0")):
+        if not ok:
+            raise SourceError(f"bad synthetic source {uri!r}: {key} must be {why}")
+    return p
 
 
 def _av_error(uri: str, exc: Exception) -> SourceError:
@@ -97,7 +132,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
 
     Files and image folders are opened here, in the parent, so that bad input fails before
     any process starts. Live sources are only opened by the capture stage (they may need
-    retries); their slots are sized by ``max_width`` x ``max_height``.
+    retries); their slots are sized by ``max_width`` x ``max_height``. An image folder is sized
+    by its largest image, read from the file headers.
     """
     uri = cfg.uri
     if not uri:
@@ -117,12 +153,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
         files = _image_files(uri)
         if not files:
             raise SourceError(f"{name}: no images found")
-        first = cv2.imread(files[0])
-        if first is None:
-            raise SourceError(f"{files[0]}: not a readable image")
-        h, w = first.shape[:2]
-        return SourceInfo(uri, kind, bool(cfg.live), max(w, cfg.max_width), max(h, cfg.max_height),
-                          cfg.fps, len(files))
+        (h, w), (max_h, max_w) = _image_sizes(files)
+        return SourceInfo(uri, kind, bool(cfg.live), max_w, max_h, cfg.fps, len(files), shown=(w, h))
     if "://" not in uri and not os.path.exists(uri):
         raise SourceError(f"{name}: no such file")
     if os.path.isfile(uri) and os.path.getsize(uri) == 0:
@@ -135,6 +167,8 @@ def probe(cfg: SourceConfig) -> SourceInfo:
             w, h = st.codec_context.width, st.codec_context.height
             if not w or not h:
                 raise SourceError(f"{name}: not a readable video (no frame size)")
+            if _quarter_turned(container, st):
+                w, h = h, w  # displayed upright, as the display matrix says
             rate = st.average_rate or st.guessed_rate or cfg.fps
             frames = st.frames or None
             if frames is None and st.duration and st.time_base:
@@ -144,6 +178,15 @@ def probe(cfg: SourceConfig) -> SourceInfo:
     except av.error.FFmpegError as exc:
         raise _av_error(uri, exc) from None
     return SourceInfo(uri, "file", bool(cfg.live), w, h, float(rate), frames)
+
+
+def _quarter_turned(container: Any, st: Any) -> bool:
+    """Whether the first frame's display matrix turns it by 90 or 270 degrees."""
+    try:
+        frame = next(container.decode(st))
+    except (av.error.FFmpegError, StopIteration):
+        return False  # the reader reports a file it cannot decode
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 2 == 1
 
 
 def fit(frame: np.ndarray, max_h: int, max_w: int) -> np.ndarray:
@@ -176,7 +219,7 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
                 last_t = t
                 n += 1
-                yield frame.to_ndarray(format="rgb24"), t
+                yield rgb_upright(frame), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
                 f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
@@ -231,16 +274,21 @@ class StreamReader:
     worked, ``reconnect_attempts`` consecutive tries after each drop (0 = forever).
     """
 
-    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None):
+    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
+                 t0: float | None = None):
         self.info, self.cfg, self.stop = info, cfg, stop
         self.on_reconnect = on_reconnect or (lambda: None)
+        self.t0 = t0
 
     def _open(self) -> Any:
         cfg, uri = self.cfg, self.info.uri
         options: dict[str, str] = {}
         fmt = None
         if uri.startswith(("rtsp://", "rtsps://")):
-            options = {"rtsp_transport": cfg.rtsp_transport, "rtsp_flags": "prefer_tcp"}
+            # timeout: FFmpeg's socket I/O limit (microseconds), so that a stream that stalls
+            # after connecting is noticed within open_timeout rather than waited on forever.
+            options = {"rtsp_transport": cfg.rtsp_transport, "rtsp_flags": "prefer_tcp",
+                       "timeout": str(int(cfg.open_timeout * 1e6))}
             if cfg.rtsp_transport == "udp":
                 options.pop("rtsp_flags")
         elif self.info.kind == "webcam":
@@ -255,7 +303,7 @@ class StreamReader:
         failures = 0
         worked = False
         delay = cfg.backoff_initial
-        start = time.monotonic()
+        start = self.t0 if self.t0 is not None else time.monotonic()
         while not self.stop.is_set():
             got = 0
             t_last = time.monotonic()  # last sign of life: the connect attempt or the latest frame
@@ -267,14 +315,24 @@ class StreamReader:
                     if worked:
                         log.info("reconnected to %s", self.info.name)
                         self.on_reconnect()
-                    for frame in container.decode(st):
-                        if got == 0:
-                            worked, failures, delay = True, 0, cfg.backoff_initial
-                        got += 1
-                        yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
-                        t_last = time.monotonic()
-                        if self.stop.is_set():
-                            return
+                    try:
+                        for frame in container.decode(st):
+                            if got == 0:
+                                worked, failures, delay = True, 0, cfg.backoff_initial
+                                rate = st.average_rate or st.guessed_rate
+                                log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
+                                         f" @ {float(rate):.2f} fps" if rate else "")
+                            got += 1
+                            yield rgb_upright(frame), time.monotonic() - start
+                            t_last = time.monotonic()
+                            if self.stop.is_set():
+                                return
+                    except (av.error.FFmpegError, OSError):
+                        if got and time.monotonic() - t_last >= 0.9 * cfg.open_timeout:
+                            # Said now: closing the dead connection can take open_timeout again.
+                            log.warning("%s: no packet for %g s: the stream stalled", self.info.name,
+                                        cfg.open_timeout)
+                        raise
                 reason = "stream ended"
             except (av.error.FFmpegError, OSError, IndexError) as exc:
                 # FFmpeg reports its own timeout as "Immediate exit requested" or "Invalid data".
@@ -298,41 +356,45 @@ class StreamReader:
             delay = min(delay * 2, cfg.backoff_max)
 
 
-def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None
-           ) -> Iterator[tuple[np.ndarray, float]]:
-    """The frame iterator for any kind of source."""
+def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
+           t0: float | None = None) -> Iterator[tuple[np.ndarray, float]]:
+    """The frame iterator for any kind of source; live stream times count from ``t0`` (monotonic)."""
     if info.kind == "file":
         return read_file(info, cfg)
     if info.kind == "images":
         return read_images(info)
     if info.kind == "synthetic":
         return read_synthetic(info)
-    return StreamReader(info, cfg, stop, on_reconnect).frames()
+    return StreamReader(info, cfg, stop, on_reconnect, t0).frames()
 
 
-def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any) -> None:
+def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any,
+              beat: Callable[[], None], first_index: int = 0, t0: float | None = None) -> None:
     """Capture process: frames from the source into the frame ring, in order.
 
     Offline sources wait for a free slot (no frame is lost); live sources take back the
     oldest waiting frame, or drop the new one, so that latency stays bounded.
     """
     slot_h, slot_w = ring.view(0)["frame"].shape[:2]
-    seq = 0
+    seq = first_index  # a restarted capture (watchdog) goes on numbering where the last one ended
     try:
-        for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects")):
+        for rgb, t in frames(info, cfg, stop, on_reconnect=lambda: counters.add("reconnects"), t0=t0):
+            beat()
             if stop.is_set():
                 break
-            slot = ring.acquire(stop, drop_oldest=info.live)
+            slot = ring.acquire(stop, drop_oldest=info.live, on_wait=beat)
             if slot is None:
                 if stop.is_set():
                     break
                 ring.count_drop()
                 seq += 1
                 continue
+            src_h, src_w = rgb.shape[:2]
             rgb = fit(rgb, slot_h, slot_w)
             h, w = rgb.shape[:2]
             ring.view(slot)["frame"][:h, :w] = rgb
-            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic()), seq)
+            ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic(),
+                                           src_h=src_h, src_w=src_w), seq)
             counters.add("captured")
             seq += 1
     finally:

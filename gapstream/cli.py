@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from . import __version__
@@ -36,7 +39,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
                    "${VAR} takes a password from the environment)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
-    p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
+    p.add_argument("--json", metavar="JSONL",
+                   help="write per-frame detections as JSON Lines ('-': to stdout, the log stays on stderr)")
     p.add_argument("--show", action="store_true", help="display the annotated frames in a window")
     p.add_argument("--config", metavar="YAML", help="pipeline config (see configs/)")
     p.add_argument("--model", metavar="TFLITE", help="model file (default: the shipped int8 model)")
@@ -52,8 +56,28 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .signals import stop_on_signals
+
+    # From here on a signal only sets a flag (checked once the pipeline runs), so that it can
+    # never interrupt the opening of a ring or a sink halfway.
+    try:
+        with stop_on_signals() as signalled:
+            _run_pipeline(args)
+    finally:
+        # The run is over and the process exits: a late second signal must not turn a clean
+        # exit into a death by signal.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+    if signalled.is_set():
+        raise KeyboardInterrupt
+    return 0
+
+
+def _run_pipeline(args: argparse.Namespace) -> None:
     from .config import load_config
+    from .outputs import check_outputs
     from .pipeline import Pipeline
+    from .progress import Progress
 
     overrides = {
         "output.video": args.out, "output.json": args.json, "model.path": args.model,
@@ -64,15 +88,19 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.show:
         overrides["output.show"] = True
+    # The config file is an input too (the pipeline checks the source and the model).
+    check_outputs({"--out": args.out, "--json": args.json}, [args.config] if args.config else [])
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
     pipe = Pipeline(args.source, config=cfg)
-    for _ in pipe.run():
-        pass
+    with Progress() as progress:
+        for _ in pipe.run():
+            progress.update(pipe.source.frames if pipe.source and not pipe.source.live else None)
     assert pipe.stats is not None
-    written = [p for p in (cfg.output.video, cfg.output.json) if p]
-    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
-    return 0
+    written = [p for p in (cfg.output.video, cfg.output.json) if p and p != "-"]
+    # With --json - stdout carries only the JSON Lines.
+    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""),
+          file=sys.stderr if cfg.output.json == "-" else sys.stdout)
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
@@ -116,9 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until `run` installs its stop flag, SIGTERM stops like Ctrl-C (exit 130); nothing is open yet.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # also while the parser is built (it imports the verbs' modules)
+        print("gapstream: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        hint = ""
+        if args.verb == "run" and any(os.path.exists(a) or any(c in a for c in "*?[") for a in extra):
+            # The shell expanded an unquoted glob into one argument per file.
+            hint = " (a glob such as frames/*.png must be quoted: gapstream run 'frames/*.png')"
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         if args.verb in ("train", "export", "eval"):  # run sets up logging from its config
             _setup_logging("INFO")
@@ -126,9 +175,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GapstreamError as exc:
         print(f"gapstream: error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("gapstream: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

@@ -90,6 +90,10 @@ class PipelineConfig:
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     log_level: str = "INFO"
+    # Seconds a stage may make no progress (hung, SIGSTOPped) before an offline run is ended with
+    # an error naming it, or a live run's stages are restarted; streams get source.open_timeout +
+    # backoff_max more for capture; 0 disables.
+    watchdog_timeout: float = 20.0
 
     def validate(self) -> PipelineConfig:
         """Check value ranges; raise ConfigError naming the key."""
@@ -117,6 +121,7 @@ class PipelineConfig:
             ("model.num_threads", self.model.num_threads >= 0, "must be >= 0"),
             ("model.input_long_side", self.model.input_long_side == 0 or self.model.input_long_side >= 32,
              "must be 0 (the model's own) or >= 32"),
+            ("watchdog_timeout", self.watchdog_timeout >= 0, "must be >= 0"),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
              "must be DEBUG, INFO, WARNING or ERROR"),
         ]

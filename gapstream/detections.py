@@ -21,6 +21,13 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
+    def scaled(self, sx: float, sy: float) -> Detections:
+        """The same boxes with x scaled by ``sx`` and y by ``sy`` (into another frame size)."""
+        if sx == 1 and sy == 1:
+            return self
+        return Detections((self.xyxy * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32),
+                          self.scores)
+
     def to_list(self) -> list[dict]:
         """JSON-ready list of ``{"box": [x1, y1, x2, y2], "score": s}``."""
         return [

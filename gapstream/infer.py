@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,9 @@ from .results import FrameRecord
 from .ring import EOS, Ring
 
 
-def _next(ring: Ring, stop: Any) -> tuple[int, FrameRecord] | None:
+def _next(ring: Ring, stop: Any, beat: Callable[[], None]) -> tuple[int, FrameRecord] | None:
     while not stop.is_set():
+        beat()
         try:
             return ring.get(timeout=0.1)
         except queue.Empty:
@@ -42,16 +44,17 @@ def collect_batch(ring: Ring, first: tuple[int, FrameRecord], size: int, timeout
 
 
 def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, icfg: InferConfig,
-              frames: Ring, maps: Ring, stop: Any, counters: Any) -> None:
+              frames: Ring, maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
     """Inference process: resize once, run batches, publish probabilities and conv maps."""
     try:
         model = GapModel(model_path, mcfg.num_threads or None, input_size)
+        beat()
         h, w = model.input_size
         out_shape = maps.view(0)["maps"].shape
         buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)
         first_run = True
         while not stop.is_set():
-            first = _next(frames, stop)
+            first = _next(frames, stop, beat)
             if first is EOS:
                 break
             batch, eos = collect_batch(frames, first, icfg.batch_size, icfg.batch_timeout_ms / 1000)
@@ -64,7 +67,7 @@ def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, i
             first_run = False
             t1 = time.monotonic()
             for i, (slot, rec) in enumerate(batch):
-                mslot = maps.acquire(stop)
+                mslot = maps.acquire(stop, on_wait=beat)
                 if mslot is None:
                     return
                 v = maps.view(mslot)

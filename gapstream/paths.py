@@ -1,11 +1,23 @@
-"""Where things live in a source checkout: the shipped models, the demo clip, results, data."""
+"""Where things live: the shipped models (package data), and in a source checkout the demo clip,
+results and data."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS_DIR = ROOT / "models"
+
+
+def _models_dir() -> Path:
+    # A source checkout's models/ (where `gapstream export` writes); in an installed wheel the
+    # models are package data (gapstream/models, a link to ../models in the checkout).
+    if (ROOT / "models").is_dir() and (ROOT / "setup.cfg").is_file():
+        return ROOT / "models"
+    return Path(str(resources.files("gapstream") / "models"))
+
+
+MODELS_DIR = _models_dir()
 DEFAULT_MODEL = MODELS_DIR / "gapstream_person_int8.tflite"
 SAMPLE = ROOT / "samples" / "people.mp4"
 RESULTS_DIR = ROOT / "benchmarks" / "results"

@@ -15,8 +15,6 @@ import contextlib
 import logging
 import multiprocessing as mp
 import queue
-import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -25,17 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from . import capture, infer, post
+from . import capture, infer, post, shm
 from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
 from .errors import ModelError, PipelineError
 from .meta import ModelMeta, load_meta
+from .outputs import check_outputs
 from .paths import DEFAULT_MODEL
 from .results import Result
 from .ring import EOS, Ring
+from .signals import StopFlag, stop_on_signals
 from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
+from .watchdog import Heartbeats
 
 log = logging.getLogger("gapstream")
 
@@ -66,16 +67,40 @@ class Plan:
 
 
 @dataclass
+class _Stages:
+    """The stage processes and what links them; replaced as a whole when a live run restarts them
+    (a stage killed while holding a queue's lock would block any successor on that queue)."""
+
+    frames: Ring
+    maps: Ring
+    results: Any
+    procs: list[Any]
+    stop: Any
+
+    def close(self) -> None:
+        self.stop.set()
+        _shutdown(self.procs)
+        self.maps.close()
+        self.frames.close()
+
+
+@dataclass
 class _Running:
     """The parts of a started run that the result loop uses."""
 
-    frames: Ring
-    results: Any
+    stages: _Stages
     errors: Any
     counters: Counters
-    procs: list[Any]
     sinks: list[Sink]
-    stop: Any
+    heartbeats: Heartbeats
+    limits: dict[str, float]  # seconds each stage may go without a heartbeat
+    spawn: Any  # (first frame index) -> _Stages: a fresh set of stages, for a restart
+    dropped_before: int = 0  # frames dropped by the rings of stages since replaced
+    restarts: int = 0  # watchdog restarts since the last delivered frame
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_before + self.stages.frames.dropped
 
 
 class Pipeline:
@@ -91,6 +116,7 @@ class Pipeline:
             cfg = replace(cfg, model=replace(cfg.model, path=str(model)))
         self.config = cfg.validate()
         self.stats: StatsReport | None = None
+        self.source: SourceInfo | None = None  # known once run() has checked the source
         self._stop_requested = False
 
     def stop(self) -> None:
@@ -104,6 +130,8 @@ class Pipeline:
         """Check the model and the source and size the rings; raises before anything starts."""
         cfg = self.config
         model_path = resolve_model(cfg.model.path)
+        check_outputs({"--out": cfg.output.video, "--json": cfg.output.json},
+                      [cfg.source.uri, str(model_path), *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
         post_cfg = cfg.post
@@ -116,60 +144,112 @@ class Pipeline:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         input_size = meta.input_size_for(info.height, info.width, cfg.model.input_long_side)
-        return Plan(model_path, meta, info, post_cfg, annotate,
-                    frame_slots=max(slots, cfg.infer.batch_size + 1),
-                    input_size=input_size, maps_shape=meta.maps_shape(input_size))
+        maps_shape = meta.maps_shape(input_size)
+        frame_slots = self._fit_frame_slots(info, max(slots, cfg.infer.batch_size + 1),
+                                            Ring.bytes_for(_maps_fields(meta, maps_shape),
+                                                           cfg.buffers.result_slots))
+        return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
+                    input_size=input_size, maps_shape=maps_shape)
+
+    def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
+        """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
+        frame_bytes = Ring.bytes_for(_frame_fields(info), 1)
+        free = shm.free_bytes()
+        if free is None or frame_bytes * slots + maps_bytes + shm.MB <= free:
+            return slots
+        least = self.config.infer.batch_size + 1  # a full batch in inference, one frame being captured
+        fit = (free - shm.MB - maps_bytes) // frame_bytes
+        if fit >= least:
+            log.warning("%s has %d MB free: using %d frame slots of %dx%d instead of %d "
+                        "(give it more room with docker run --shm-size)", shm.SHM_DIR, free // shm.MB,
+                        fit, info.width, info.height, slots)
+            return int(fit)
+        raise shm.no_room(frame_bytes * least + maps_bytes, free,
+                          f"{least} frame slots of {info.width}x{info.height} for batch "
+                          f"{self.config.infer.batch_size}")
 
     def run(self) -> Iterator[Result]:
-        """Start the stages and yield results until the source ends or ``stop()`` is called."""
-        plan = self.plan()
+        """Start the stages and yield results until the source ends or ``stop()`` is called.
+
+        SIGINT and SIGTERM (in the main thread) stop the run the same clean way as ``stop()``:
+        the sinks are flushed and closed, everything is released, then KeyboardInterrupt is raised.
+        """
         with contextlib.ExitStack() as stack:
-            yield from self._results(plan, self._start(plan, stack))
+            flag = stack.enter_context(stop_on_signals())
+            plan = self.plan()
+            self.source = plan.source
+            if not flag.is_set():
+                yield from self._results(plan, self._start(plan, stack), flag)
+        if flag.is_set():
+            raise KeyboardInterrupt
 
     def _start(self, plan: Plan, stack: contextlib.ExitStack) -> _Running:
-        """Rings, stage processes, sinks and the SIGTERM handler, each released by ``stack``."""
-        cfg, meta, info = self.config, plan.meta, plan.source
+        """Stage processes with their rings, and the sinks, each released by ``stack``."""
+        cfg, info = self.config, plan.source
         ctx = mp.get_context("fork")
-        stack.callback(_restore_sigterm, _install_sigterm())
-        frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
-        stack.callback(frames.close)
-        maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (plan.maps_shape, np.float32)},
-                    cfg.buffers.result_slots, ctx, "maps")
-        stack.callback(maps.close)
-        procs: list[Any] = []
-        stack.callback(_shutdown, procs)
+        shm.remove_stale()
+        errors, counters = ctx.Queue(), Counters(ctx)
+        beats = Heartbeats(["capture", "infer", "post"], ctx)
+        t0 = time.monotonic()
+
+        def spawn(first_index: int) -> _Stages:
+            beats.reset()
+            return self._spawn(plan, ctx, errors, counters, beats, first_index, t0)
+
+        started: list[_Running] = []
+        stages = spawn(0)
+        # Whichever set of stages is current when the run ends (a live restart replaces them).
+        stack.callback(lambda: (started[0].stages if started else stages).close())
         sinks = [stack.enter_context(open_sink()) for open_sink in sink_factories(cfg.output, info.fps,
                                                                                   info.live)]
-        stop = ctx.Event()
-        stack.callback(stop.set)  # first on the way out: every stage stops waiting
-        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
-        stages = {
-            "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
-            "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
-                                        frames, maps, stop, counters)),
-            "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                      counters)),
-        }
-        for name, (fn, args) in stages.items():
-            p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                            name=f"gapstream-{name}", daemon=True)
-            p.start()
-            procs.append(p)
-        log.info("source %s (%s, %dx%d @ %.2f fps%s), model %s, batch %d",
-                 info.name, info.kind, info.width, info.height, info.fps,
+        run = _Running(stages, errors, counters, sinks, beats, _watchdog_limits(cfg, info), spawn)
+        started.append(run)
+        stack.callback(lambda: run.stages.stop.set())  # first on the way out: every stage stops waiting
+        log.info("source %s (%s, %s%s), model %s, batch %d", info.name, info.kind, info.describe(),
                  ", live" if info.live else "", plan.model_path.name, cfg.infer.batch_size)
-        return _Running(frames, results, errors, counters, procs, sinks, stop)
+        return run
 
-    def _results(self, plan: Plan, run: _Running) -> Iterator[Result]:
-        """Results in order, through the sinks, until the stream ends; then the final checks."""
-        frames, sinks = run.frames, run.sinks
-        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: frames.dropped)
+    def _spawn(self, plan: Plan, ctx: Any, errors: Any, counters: Counters, beats: Heartbeats,
+               first_index: int, t0: float) -> _Stages:
+        """The rings and the three stage processes; on any failure what was made is released."""
+        cfg, meta, info = self.config, plan.meta, plan.source
+        with contextlib.ExitStack() as undo:
+            frames = shm.make_ring(_frame_fields(info), plan.frame_slots, ctx, "frames")
+            undo.callback(frames.close)
+            maps = shm.make_ring(_maps_fields(meta, plan.maps_shape), cfg.buffers.result_slots, ctx, "maps")
+            undo.callback(maps.close)
+            stop, results, procs = ctx.Event(), ctx.Queue(), []
+            undo.callback(_shutdown, procs)
+            undo.callback(stop.set)
+            stages = {
+                "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters,
+                                                beats.beat("capture"), first_index, t0)),
+                "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
+                                            frames, maps, stop, counters, beats.beat("infer"))),
+                "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
+                                          counters, beats.beat("post"))),
+            }
+            for name, (fn, args) in stages.items():
+                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
+                                name=f"gapstream-{name}", daemon=True)
+                p.start()
+                procs.append(p)
+            undo.pop_all()
+        return _Stages(frames, maps, results, procs, stop)
+
+    def _results(self, plan: Plan, run: _Running, signalled: StopFlag) -> Iterator[Result]:
+        """Results in order, through the sinks, until the stream ends or a stop; then the final checks."""
+        sinks = run.sinks
+        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: run.dropped)
         source_error: str | None = None
-        while True:
+        next_index = 0
+        while not signalled.is_set():
+            frames = run.stages.frames
             try:
-                item = run.results.get(timeout=0.2)
+                item = run.stages.results.get(timeout=0.2)
             except queue.Empty:
-                source_error = _check(run.procs, run.errors, source_error)
+                source_error = _check(run.stages.procs, run.errors, source_error)
+                _watch(run, plan.source.live, next_index)
                 monitor.maybe_log()
                 continue
             if item is EOS:
@@ -182,20 +262,64 @@ class Pipeline:
             rec.t_out = time.monotonic()
             monitor.frame_done(rec)
             run.counters.add("output")
+            next_index, run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             try:
                 yield result
             finally:
                 frames.release(slot)
             if self._stop_requested or any(s.quit for s in sinks):
-                run.stop.set()
-        run.stop.set()  # the stream has ended; a stage still waiting (capture after a failure) must stop
-        for p in run.procs:
+                run.stages.stop.set()
+        # The stream has ended; a stage still waiting (capture after a failure) must stop.
+        run.stages.stop.set()
+        for p in run.stages.procs:
             p.join(timeout=5)
-        source_error = _check(run.procs, run.errors, source_error, final=True)
+        if signalled.is_set():
+            return  # interrupted: what was written is complete; run() reports the interruption
+        source_error = _check(run.stages.procs, run.errors, source_error, final=True)
         self.stats = monitor.report()
         if source_error:
             raise PipelineError(source_error)
+
+
+def _watchdog_limits(cfg: PipelineConfig, info: SourceInfo) -> dict[str, float]:
+    t = cfg.watchdog_timeout
+    # A stream's capture may legitimately wait for a packet, then back off before reconnecting.
+    capture_t = t
+    if info.kind in ("stream", "webcam"):
+        capture_t += cfg.source.open_timeout + cfg.source.backoff_max
+    return {"capture": capture_t if t else 0.0, "infer": t, "post": t}
+
+
+MAX_RESTARTS = 3  # watchdog restarts in a row (no frame delivered in between) before giving up
+
+
+def _watch(run: _Running, live: bool, next_index: int) -> None:
+    """Act on a stage that stopped making progress: end an offline run with an error naming it;
+    restart a live run's stages (fresh processes, rings and queues; the sinks stay open)."""
+    stalled = run.heartbeats.stalled(run.limits)
+    if not stalled:
+        return
+    name, age = stalled
+    what = f"{name} stage made no progress for {age:.0f} s (hung or stopped)"
+    if not live or run.restarts >= MAX_RESTARTS:
+        why = f"after {run.restarts} restarts" if live else "ended the run"
+        raise PipelineError(f"{what}; {why} (the watchdog_timeout config key sets this limit)")
+    run.restarts += 1
+    log.warning("%s; restarting the stages (restart %d of at most %d in a row)", what, run.restarts,
+                MAX_RESTARTS)
+    run.dropped_before += run.stages.frames.dropped
+    run.stages.close()  # kills the hung process; its queues and rings go with it (closing is idempotent)
+    run.stages = run.spawn(next_index)
+    run.counters.add("restarts")
+
+
+def _frame_fields(info: SourceInfo) -> dict[str, Any]:
+    return {"frame": ((info.height, info.width, 3), np.uint8)}
+
+
+def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str, Any]:
+    return {"probs": ((len(meta.labels),), np.float32), "maps": (maps_shape, np.float32)}
 
 
 def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool = False) -> str | None:
@@ -228,26 +352,6 @@ def _shutdown(procs: list[Any]) -> None:
     for p in procs:
         p.join(timeout=3)
     for p in procs:
-        if p.is_alive():
-            p.terminate()
-            p.join(timeout=2)
-        if p.is_alive():
+        if p.is_alive():  # stages ignore SIGINT and SIGTERM (the parent stops them), so: SIGKILL
             p.kill()
             p.join(timeout=2)
-
-
-def _install_sigterm() -> Any:
-    """Turn SIGTERM into KeyboardInterrupt so that both stop the pipeline the same clean way."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return signal.signal(signal.SIGTERM, handler)
-
-
-def _restore_sigterm(old: Any) -> None:
-    if old is not None:
-        signal.signal(signal.SIGTERM, old)
-

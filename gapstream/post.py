@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from .cam import cam_batch, localize, upsample
 from .config import PostConfig
 from .detections import Detections
 from .meta import ModelMeta
+from .results import FrameRecord
 from .ring import EOS, Ring
 
 
@@ -34,11 +36,18 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
     draw(frame, det, prob)
 
 
+def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
+    """Boxes found on the stored frame, in the frame's own coordinates (it may have been scaled
+    down to fit its ring slot)."""
+    return det.scaled((rec.src_w or rec.w) / rec.w, (rec.src_h or rec.h) / rec.h)
+
+
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
-              results: Any, stop: Any, counters: Any) -> None:
+              results: Any, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place."""
     try:
         while not stop.is_set():
+            beat()
             try:
                 item = maps.get(timeout=0.1)
             except queue.Empty:
@@ -53,6 +62,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             if annotate:
                 frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
                 annotate_frame(frame, cam, is_person, det, float(probs[meta.person_index]), cfg)
+            det = to_frame_coordinates(det, rec)
             rec.probs, rec.cls, rec.person, rec.cam = probs, cls, is_person, cam
             rec.xyxy, rec.scores, rec.t_post = det.xyxy, det.scores, time.monotonic()
             results.put((rec.frame_slot, rec))

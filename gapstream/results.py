@@ -21,9 +21,11 @@ class FrameRecord:
     # capture
     index: int
     pts: float  # source timestamp, seconds
-    h: int
+    h: int  # size of the frame as stored in its ring slot
     w: int
     t_cap: float
+    src_h: int = 0  # the frame's own size when it had to be scaled down to fit its slot (0: h, w)
+    src_w: int = 0
     # inference
     frame_slot: int = -1
     t_inf0: float | None = None

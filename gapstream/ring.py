@@ -20,7 +20,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
@@ -29,14 +29,42 @@ import numpy as np
 
 _ALIGN = 64
 EOS = None  # end-of-stream marker on the ready queue
+SEGMENT_PREFIX = "gapstream_"  # then the creator's pid: gapstream_<pid>_<ring>_<random>
+
+
+def _reserve(shm: SharedMemory, size: int) -> None:
+    # tmpfs allocates pages on first touch; without this a full /dev/shm kills the writer
+    # with SIGBUS in the middle of a frame.
+    fd = getattr(shm, "_fd", -1)
+    if fd >= 0 and hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+
+
+Fields = Mapping[str, tuple[tuple[int, ...], Any]]
+
+
+def slot_layout(fields: Fields) -> tuple[dict[str, tuple[int, tuple[int, ...], np.dtype]], int]:
+    """Where each field sits in a slot (offset, shape, dtype), and the slot's size in bytes."""
+    layout: dict[str, tuple[int, tuple[int, ...], np.dtype]] = {}
+    offset = 8  # int64 sequence number first
+    for key, (shape, dtype) in fields.items():
+        dt = np.dtype(dtype)
+        offset = -(-offset // _ALIGN) * _ALIGN
+        layout[key] = (offset, tuple(int(s) for s in shape), dt)
+        offset += int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    return layout, -(-offset // _ALIGN) * _ALIGN
 
 
 class Ring:
-    """Fixed-size slots of named arrays in one shared-memory segment."""
+    """Fixed-size slots of named arrays in one shared-memory segment.
+
+    The segment's memory is reserved when it is made (``posix_fallocate``), so that a full
+    ``/dev/shm`` is an OSError (ENOSPC) here and never a SIGBUS when a slot is first written.
+    """
 
     def __init__(
         self,
-        fields: Mapping[str, tuple[tuple[int, ...], Any]],
+        fields: Fields,
         slots: int,
         ctx: Any = None,
         name: str = "ring",
@@ -46,25 +74,29 @@ class Ring:
         ctx = ctx or mp.get_context()
         self.name = name
         self.slots = slots
-        self._layout: dict[str, tuple[int, tuple[int, ...], np.dtype]] = {}
-        offset = 8  # int64 sequence number first
-        for key, (shape, dtype) in fields.items():
-            dt = np.dtype(dtype)
-            offset = -(-offset // _ALIGN) * _ALIGN
-            self._layout[key] = (offset, tuple(int(s) for s in shape), dt)
-            offset += int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        self.slot_bytes = -(-offset // _ALIGN) * _ALIGN
+        self._layout, self.slot_bytes = slot_layout(fields)
         self._shm = SharedMemory(
             create=True, size=self.slot_bytes * slots,
-            name=f"gapstream_{os.getpid()}_{name}_{secrets.token_hex(4)}",
+            name=f"{SEGMENT_PREFIX}{os.getpid()}_{name}_{secrets.token_hex(4)}",
         )
         self._owner_pid = os.getpid()
+        try:
+            _reserve(self._shm, self.slot_bytes * slots)
+        except OSError:
+            self._shm.close()
+            self._shm.unlink()
+            raise
         self._views: dict[int, dict[str, np.ndarray]] = {}
         self.free = ctx.Queue()
         self.ready = ctx.Queue()
         self._dropped = ctx.Value("q", 0)
         for i in range(slots):
             self.free.put(i)
+
+    @staticmethod
+    def bytes_for(fields: Fields, slots: int) -> int:
+        """The segment size a ring of these fields and slots takes."""
+        return slot_layout(fields)[1] * slots
 
     # -- shared state ------------------------------------------------------------------
     @property
@@ -98,11 +130,13 @@ class Ring:
 
     # -- writer side ---------------------------------------------------------------------
     def acquire(
-        self, stop: threading.Event | Any | None = None, drop_oldest: bool = False
+        self, stop: threading.Event | Any | None = None, drop_oldest: bool = False,
+        on_wait: Callable[[], None] | None = None,
     ) -> int | None:
         """A free slot to write into.
 
-        Blocking mode waits (checking ``stop``) and returns None only when stopped.
+        Blocking mode waits (checking ``stop`` and calling ``on_wait`` every 0.1 s) and returns
+        None only when stopped.
         ``drop_oldest`` never blocks: it takes a free slot, else reclaims the oldest
         published slot no reader has taken yet (a drop), else returns None (the caller
         drops its new frame and should ``count_drop``).
@@ -124,6 +158,8 @@ class Ring:
             except queue.Empty:
                 if stop is not None and stop.is_set():
                     return None
+                if on_wait is not None:
+                    on_wait()
 
     def publish(self, slot: int, meta: Any, seq: int = -1) -> None:
         """Hand a filled slot and its small record ``meta`` to the reader; ``seq`` is stamped

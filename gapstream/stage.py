@@ -20,13 +20,15 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     # A stage must never outlive the pipeline that owns it (no orphans if the parent is killed).
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stage_main(name: str, fn: Callable[..., None], errors: Any, *args: Any) -> None:
     """Run one stage; report a failure as ``(stage, message)`` on ``errors`` and exit 1."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent owns Ctrl-C and stops us cleanly
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The parent owns Ctrl-C and SIGTERM (also when sent to the whole process group) and stops
+    # the stages cleanly through the stop event, so that no frame is half written.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     _die_with_parent()
     try:
         fn(*args)

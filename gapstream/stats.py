@@ -16,7 +16,7 @@ from .results import FrameRecord
 
 log = logging.getLogger("gapstream.stats")
 
-COUNTERS = ("captured", "reconnects", "inferred", "batches", "posted", "output")
+COUNTERS = ("captured", "reconnects", "inferred", "batches", "posted", "output", "restarts")
 
 
 class Counters:
@@ -24,16 +24,15 @@ class Counters:
 
     def __init__(self, ctx: Any = None) -> None:
         ctx = ctx or mp.get_context()
-        self._arr = ctx.Array("d", len(COUNTERS))
+        # No lock: each counter has one writer, and a stage stopped or killed while holding a
+        # shared lock would hang every reader (the parent, and with it the watchdog).
+        self._arr = ctx.Array("d", len(COUNTERS), lock=False)
 
     def add(self, name: str, n: float = 1) -> None:
-        i = COUNTERS.index(name)
-        with self._arr.get_lock():
-            self._arr[i] += n
+        self._arr[COUNTERS.index(name)] += n
 
     def snapshot(self) -> dict[str, int]:
-        with self._arr.get_lock():
-            return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}
+        return {k: int(v) for k, v in zip(COUNTERS, self._arr[:])}
 
 
 # Per-frame timestamps stamped into the FrameRecord by each stage, in pipeline order.
@@ -49,6 +48,7 @@ class StatsReport:
     captured: int = 0
     dropped: int = 0
     reconnects: int = 0
+    restarts: int = 0  # watchdog restarts of a live run's stages
     batches: int = 0
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -64,6 +64,8 @@ class StatsReport:
                  f"dropped {self.dropped}"]
         if self.reconnects:
             parts.append(f"reconnects {self.reconnects}")
+        if self.restarts:
+            parts.append(f"stage restarts {self.restarts}")
         if lat:
             parts.append(f"latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms")
         return ", ".join(parts)
@@ -129,7 +131,7 @@ class StatsMonitor:
         snap = self._snapshot()
         return StatsReport(
             frames=self.frames, captured=snap["captured"], dropped=snap["dropped"],
-            reconnects=snap["reconnects"], batches=snap["batches"],
+            reconnects=snap["reconnects"], restarts=snap["restarts"], batches=snap["batches"],
             seconds=time.monotonic() - self.t0, latency_ms=self._percentiles(),
             stage_ms=self._stage_means(),
         )

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -73,3 +78,51 @@ def make_video(path: Path, frames: int = 30, width: int = 160, height: int = 120
             encode(c, st, img)
         encode(c, st)
     return path
+
+
+def private_mounts_unavailable() -> str | None:
+    """Why a test cannot mount its own tmpfs in a private mount namespace (None: it can)."""
+    if os.geteuid() != 0:
+        return "needs root for a private mount namespace (unshare -m)"
+    if shutil.which("unshare") is None:
+        return "needs unshare (util-linux)"
+    probe = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", "/mnt"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        return f"cannot mount in a private namespace: {probe.stderr.decode().strip()}"
+    return None
+
+
+@dataclass
+class MountedRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int  # of the gapstream process
+    left: dict[str, list[str]]  # what each mounted folder held after the run
+
+
+def run_with_tmpfs(mounts: dict[str, str], *args: str, timeout: float = 180) -> MountedRun:
+    """``gapstream run ARGS`` with a fresh tmpfs (``{folder: mount options}``, e.g. ``size=64k``)
+    on each folder, in a private mount namespace that disappears with the run; skips when that
+    is impossible here."""
+    why = private_mounts_unavailable()
+    if why:
+        pytest.skip(why)
+    mount = " && ".join(f"mount -t tmpfs -o {shlex.quote(o)} tmpfs {shlex.quote(d)}"
+                        for d, o in mounts.items())
+    listing = "; ".join(f"echo '@@ {d}'; ls -A {shlex.quote(d)}" for d in mounts)
+    script = (f'{mount} || exit 99; "$@" & pid=$!; echo "@@pid $pid" >&2; wait $pid; rc=$?; '
+              f'{listing}; exit $rc')
+    cmd = ["unshare", "-m", "sh", "-c", script, "sh", sys.executable, "-m", "gapstream", "run", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode != 99, r.stderr
+    out, _, tail = r.stdout.partition("@@ ")
+    left: dict[str, list[str]] = {}
+    for block in ("@@ " + tail).split("@@ ")[1:]:
+        folder, *names = block.splitlines()
+        left[folder] = names
+    err_lines = r.stderr.splitlines()
+    pid = int(next(line.split()[1] for line in err_lines if line.startswith("@@pid")))
+    err = "\n".join(line for line in err_lines if not line.startswith("@@pid"))
+    return MountedRun(r.returncode, out, err, pid, left)

@@ -261,9 +261,10 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("source:\n  connect_attempts: 2\n  backoff_initial: 0.2\n  open_timeout: 2\n")
     t0 = time.monotonic()
+    out, js = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", url, "--model", str(tiny_model),
-                             "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                             "--config", str(cfg), "--out", str(out), "--json", str(js)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -282,6 +283,7 @@ def test_cli_unreachable_url_fails_with_one_clear_error(tiny_model: Path, tmp_pa
     reason = {"refused": "Connection refused", "silent": "no answer within 2 s"}[kind]
     assert reason in errors[0], errors[0]
     assert elapsed < 45, f"took {elapsed:.0f} s to give up"
+    assert not out.exists() and not js.exists(), "a failed connect must leave no empty output"
     assert not shm_segments(proc.pid), "leaked shared memory"
     # Stage processes are forks of the CLI and share its command line, URL included.
     left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout
@@ -364,3 +366,37 @@ def test_cli_stream_with_password_from_env_never_shows_it(rtsp_server: RtspServe
     assert f"gapstream: error: {shown}: stream lost and 2 reconnect attempts failed" in err, err
     assert jsonl.read_text().count("\n") >= 20
     _assert_no_secret(out, err, jsonl.read_text())
+
+
+def test_a_stalled_stream_is_noticed_while_it_is_still_stalled(rtsp_server: RtspServer, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("source:\n  open_timeout: 2\n  backoff_max: 1\n")
+    log_path = tmp_path / "gapstream.log"
+
+    def wait_for(text: str, timeout: float = 60) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in log_path.read_text():
+                return True
+            time.sleep(0.2)
+        return False
+
+    with log_path.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "gapstream", "run", rtsp_server.url, "--model",
+                                 str(tiny_model), "--config", str(cfg), "--stats-interval", "0"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        assert wait_for("320x240 @ 15.00 fps"), log_path.read_text()  # the real size and rate
+        rtsp_server.proc.send_signal(signal.SIGSTOP)  # the connection stays open and goes silent
+        try:
+            noticed = wait_for("the stream stalled")
+        finally:
+            rtsp_server.proc.send_signal(signal.SIGCONT)
+        assert noticed, log_path.read_text()
+        assert wait_for("reconnected to"), log_path.read_text()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 130
+    assert not shm_segments(proc.pid)

@@ -1,0 +1,88 @@
+"""Shared memory (``/dev/shm``) housekeeping: is there room for the rings, and stale segments."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from typing import Any
+
+from .errors import PipelineError
+from .ring import SEGMENT_PREFIX, Fields, Ring
+
+log = logging.getLogger("gapstream")
+SHM_DIR = "/dev/shm"
+MB = 1 << 20
+
+
+def free_bytes(path: str = SHM_DIR) -> int | None:
+    """Bytes free for an unprivileged writer on ``path`` (None when it cannot be told)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def no_room(need: int, free: int, detail: str) -> PipelineError:
+    """The error for rings that do not fit: how much is needed and how to fix it."""
+    return PipelineError(
+        f"not enough shared memory: the rings need {need / MB:.0f} MB ({detail}) but {SHM_DIR} has "
+        f"{free / MB:.0f} MB free; give it more room (docker run --shm-size={_advice(need)}m, or "
+        "mount -o remount,size=... /dev/shm) or use fewer or smaller slots (--batch, buffers.frame_slots, "
+        "buffers.live_frame_slots, source.max_width/max_height for streams)"
+    )
+
+
+def _advice(need: int) -> int:
+    # Room for the rings plus headroom, rounded up to 64 MB.
+    return -(-(need * 5 // 4 + 16 * MB) // (64 * MB)) * 64
+
+
+def make_ring(fields: Fields, slots: int, ctx: Any, name: str) -> Ring:
+    """A ring, or the no-room error if /dev/shm filled up since the start-up check."""
+    try:
+        return Ring(fields, slots, ctx, name)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
+            raise
+        need = Ring.bytes_for(fields, slots)
+        raise no_room(need, free_bytes() or 0, f"{slots} slots for the {name} ring") from None
+
+
+def _owner_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path: str = SHM_DIR) -> list[str]:
+    """Remove gapstream segments whose creating process is gone (SIGKILL, OOM killer); their names.
+
+    A segment carries its creator's pid (``gapstream_<pid>_...``); one whose pid still runs is
+    left alone, even if that pid was reused by another program.
+    """
+    removed = []
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(SEGMENT_PREFIX):
+            continue
+        pid = name[len(SEGMENT_PREFIX):].split("_", 1)[0]
+        if not pid.isdigit() or _owner_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            continue
+        removed.append(name)
+    if removed:
+        log.info("removed %d stale shared-memory segment(s) of gapstream runs that were killed: %s",
+                 len(removed), ", ".join(sorted(removed)))
+    return removed
