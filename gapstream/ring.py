@@ -31,6 +31,29 @@ _ALIGN = 64
 EOS = None  # end-of-stream marker on the ready queue
 
 
+def segment_prefix(pid: int) -> str:
+    """The name prefix of every ring segment created by process ``pid``."""
+    return f"gapstream_{pid}_"
+
+
+def remove_segments(pid: int) -> int:
+    """Unlink the segments of a process that was killed before it could close its rings.
+
+    Returns how many were removed. Only for a dead owner: a live one still uses them. The
+    owner was a child sharing this process's resource tracker (spawn), which is told too, so
+    that it does not report them as leaked at exit.
+    """
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir("/dev/shm"):
+            if name.startswith(segment_prefix(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join("/dev/shm", name))
+                    resource_tracker.unregister(f"/{name}", "shared_memory")
+                    removed += 1
+    return removed
+
+
 class Ring:
     """Fixed-size slots of named arrays in one shared-memory segment."""
 
@@ -56,7 +79,7 @@ class Ring:
         self.slot_bytes = -(-offset // _ALIGN) * _ALIGN
         self._shm = SharedMemory(
             create=True, size=self.slot_bytes * slots,
-            name=f"gapstream_{os.getpid()}_{name}_{secrets.token_hex(4)}",
+            name=f"{segment_prefix(os.getpid())}{name}_{secrets.token_hex(4)}",
         )
         self._owner_pid = os.getpid()
         self._views: dict[int, dict[str, np.ndarray]] = {}
