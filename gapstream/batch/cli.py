@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -58,9 +59,11 @@ def main(args: argparse.Namespace) -> int:
     from ..cli import _setup_logging
     from ..config import load_config
     from .driver import BatchOptions, run_batch
+    from .pool import raise_interrupt
     from .summary import summary
 
     _check(args)
+    signal.signal(signal.SIGTERM, raise_interrupt)  # stop the workers cleanly, as on Ctrl-C
     overrides = {"model.path": args.model, "infer.batch_size": args.batch, "post.threshold": args.threshold,
                  "model.num_threads": args.threads}
     cfg = load_config(args.config, {k: v for k, v in overrides.items() if v is not None})

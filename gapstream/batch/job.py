@@ -6,6 +6,7 @@ a one-line error and a reason, so that one file never stops the others (locally 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -71,8 +72,12 @@ def frame_record(result_dict: dict) -> dict:
     return result_dict
 
 
-def process_file(task: FileTask, progress: Callable[[int], None] | None = None) -> FileOutcome:
-    """Process one file; ``progress(frames)`` is called about every :data:`PROGRESS_EVERY` s."""
+def process_file(task: FileTask, progress: Callable[[int], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> FileOutcome:
+    """Process one file; ``progress(frames)`` is called about every :data:`PROGRESS_EVERY` s.
+
+    When ``stop()`` turns true the file is abandoned (no outputs) with KeyboardInterrupt.
+    """
     from ..pipeline import Pipeline  # here: a worker pays for the import once, the CLI not at all
 
     t0 = time.monotonic()
@@ -82,8 +87,12 @@ def process_file(task: FileTask, progress: Callable[[int], None] | None = None) 
             video = parts.part(VIDEO) if task.video else None
             intervals = PresenceIntervals()
             last_report = t0
-            with open(parts.part(FRAMES), "w", buffering=1 << 16) as f:
-                for r in Pipeline(config=file_config(task, video)).run():
+            results = Pipeline(config=file_config(task, video)).run()
+            # closing: an interrupt stops the stages and frees the rings before we unwind further
+            with open(parts.part(FRAMES), "w", buffering=1 << 16) as f, contextlib.closing(results):
+                for r in results:
+                    if stop is not None and stop():
+                        raise KeyboardInterrupt
                     d = r.to_dict()
                     f.write(json.dumps(frame_record(d)) + "\n")
                     intervals.update(r.index, d["time"], r.person_prob, r.is_person)

@@ -31,7 +31,8 @@ from .outputs import remove_parts
 
 log = logging.getLogger("gapstream.batch")
 
-Work = Callable[[FileTask, Callable[[int], None]], FileOutcome]
+# (task, progress(frames), stop()) -> outcome; see job.process_file
+Work = Callable[[FileTask, Callable[[int], None], Callable[[], bool]], FileOutcome]
 
 
 @dataclass
@@ -50,24 +51,25 @@ class _Worker:
     attempt: int = 0
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: stop the way Ctrl-C does."""
     raise KeyboardInterrupt
 
 
-def _worker_main(conn: Connection, work: Work) -> None:
-    """Take tasks from the pipe until told to stop (None) or terminated (SIGTERM)."""
+def _worker_main(conn: Connection, work: Work, stop: Any) -> None:
+    """Take tasks from the pipe until told to stop: None on the pipe, or ``stop`` set mid-file."""
     from ..credentials import RedactingFormatter
     from ..stage import _die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # unwinds the pipeline: no leftovers
+    signal.signal(signal.SIGTERM, raise_interrupt)  # the last resort, if ``stop`` went unheeded
     _die_with_parent()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(levelname)s %(processName)s: %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     with contextlib.suppress(KeyboardInterrupt, EOFError, BrokenPipeError):
         while (task := conn.recv()) is not None:
-            outcome = work(task, lambda n, key=task.key: conn.send(Progress(key, n)))
+            outcome = work(task, lambda n, key=task.key: conn.send(Progress(key, n)), stop.is_set)
             conn.send(outcome)
 
 
@@ -79,6 +81,7 @@ class LocalPool:
         self.max_attempts = max_attempts
         self.work = work
         self._ctx = mp.get_context("spawn")
+        self._stop = self._ctx.Event()  # asks busy workers to abandon their file (cooperative)
         self._pool: list[_Worker] = []
         self._started = 0
         self._deaths_idle = 0
@@ -91,7 +94,7 @@ class LocalPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self.work), daemon=False,
+        proc = self._ctx.Process(target=_worker_main, args=(child, self.work, self._stop), daemon=False,
                                  name=f"gapstream-batch-worker-{self._started}")
         proc.start()
         self._started += 1
@@ -150,17 +153,17 @@ class LocalPool:
 
     def close(self) -> None:
         """Stop every worker (a file in flight is abandoned cleanly) and remove what they left."""
+        self._stop.set()
         for w in self._pool:
             with contextlib.suppress(OSError):
                 w.conn.send(None)
-            if w.task is not None and w.proc.is_alive():
-                w.proc.terminate()  # SIGTERM: the worker unwinds its pipeline
         deadline = time.monotonic() + 10
         for w in self._pool:
             w.proc.join(timeout=max(0.1, deadline - time.monotonic()))
-            if w.proc.is_alive():
-                w.proc.kill()
-                w.proc.join()
+            for end in (w.proc.terminate, w.proc.kill):  # a worker stuck in a stage: SIGTERM, SIGKILL
+                if w.proc.is_alive():
+                    end()
+                    w.proc.join(timeout=5)
             remove_segments(w.proc.pid)
             w.conn.close()
         self._pool = []
