@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +29,19 @@ def import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: Ray itself would keep retrying for minutes."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        why = exc.strerror or str(exc) if isinstance(exc, OSError) else "expected HOST:PORT"
+        raise GapstreamError(f"cannot reach the Ray cluster at {address!r}: {why}") from None
+
+
 class RayRunner:
     """``address``: ``auto`` (the cluster this machine belongs to), ``local`` (start one here) or
     ``HOST:PORT`` / ``ray://HOST:10001``. If Ray is already initialised (tests), that is used."""
@@ -43,12 +57,14 @@ class RayRunner:
     def __enter__(self) -> RayRunner:
         ray = self._ray = import_ray()
         if not ray.is_initialized():
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING,
                          configure_logging=True, log_to_driver=True)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise GapstreamError(f"cannot connect to the Ray cluster at {self.address!r}: "
-                                     f"{one_line(str(exc))}") from None
+                                     f"{one_line(str(exc))} (start one with `ray start --head`, or "
+                                     "use --ray local)") from None
             self._started = True
         return self
 
