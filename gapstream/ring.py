@@ -54,6 +54,36 @@ def remove_segments(pid: int) -> int:
     return removed
 
 
+def orphan_segments() -> list[str]:
+    """Segments on this machine whose creating process is gone (killed): no pipeline can use
+    them any more, as its stages die with it."""
+    with contextlib.suppress(FileNotFoundError):
+        names = [n for n in os.listdir("/dev/shm") if n.startswith("gapstream_")]
+        alive: dict[str, bool] = {}
+        for name in names:
+            pid = name.split("_")[1]
+            if pid.isdigit() and pid not in alive:
+                try:
+                    os.kill(int(pid), 0)
+                    alive[pid] = True
+                except ProcessLookupError:
+                    alive[pid] = False
+                except PermissionError:  # alive, someone else's
+                    alive[pid] = True
+        return [n for n in names if alive.get(n.split("_")[1], True) is False]
+    return []
+
+
+def remove_orphans() -> int:
+    """Unlink :func:`orphan_segments`; returns how many were removed."""
+    removed = 0
+    for name in orphan_segments():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join("/dev/shm", name))
+            removed += 1
+    return removed
+
+
 class Ring:
     """Fixed-size slots of named arrays in one shared-memory segment."""
 

@@ -20,6 +20,7 @@ from gapstream.batch.job import FileOutcome, FileTask, process_file
 from gapstream.batch.pool import LocalPool
 from gapstream.config import PipelineConfig, load_config
 from gapstream.errors import SourceError
+from gapstream.ring import orphan_segments
 
 from .helpers import make_video
 
@@ -42,16 +43,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def dead_owner_segments() -> set[str]:
     """Ring segments whose creating process is gone: a leak."""
-    out = set()
-    for name in os.listdir("/dev/shm"):
-        if name.startswith("gapstream_"):
-            try:
-                os.kill(int(name.split("_")[1]), 0)
-            except ProcessLookupError:
-                out.add(name)
-            except (ValueError, PermissionError):
-                pass
-    return out
+    return set(orphan_segments())
 
 
 def batch_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

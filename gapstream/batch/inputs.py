@@ -23,8 +23,11 @@ class InputFile:
     path: Path  # absolute
 
     def fingerprint(self) -> dict:
-        """Size and modification time: a changed file is processed again."""
-        st = self.path.stat()
+        """Size and modification time: a changed file is processed again ({} once it is gone)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return {}
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 

@@ -12,10 +12,13 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import GapstreamError
+from ..ring import remove_orphans
 from .job import FileOutcome, FileTask, one_line, process_file
+from .outputs import remove_parts
 from .pool import Progress
 
 log = logging.getLogger("gapstream.batch")
@@ -40,6 +43,13 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
     except (OSError, ValueError) as exc:
         why = exc.strerror or str(exc) if isinstance(exc, OSError) else "expected HOST:PORT"
         raise GapstreamError(f"cannot reach the Ray cluster at {address!r}: {why}") from None
+
+
+def ray_task(task: FileTask) -> FileOutcome:
+    """What a Ray worker runs for one file. Ray retries a task whose worker was killed, but
+    knows nothing of the shared memory the killed pipeline held: clear such leftovers first."""
+    remove_orphans()
+    return process_file(task)
 
 
 class RayRunner:
@@ -74,7 +84,7 @@ class RayRunner:
     def run(self, tasks: list[FileTask]) -> Iterator[Progress | FileOutcome]:
         ray = self._ray
         remote = ray.remote(num_cpus=self.cpus_per_file, max_retries=self.max_attempts - 1,
-                            retry_exceptions=False)(process_file)
+                            retry_exceptions=False)(ray_task)
         self._pending = {remote.remote(t): t for t in tasks}
         while self._pending:
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0.5,
@@ -91,6 +101,7 @@ class RayRunner:
         died = isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError |
                           ray.exceptions.OutOfMemoryError)
         reason = "worker killed" if died else "ray error"
+        remove_parts(Path(task.out_dir))  # what the last killed attempt was writing
         first = one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         return FileOutcome(task.key, "failed", error=f"{type(exc).__name__}: {first}", reason=reason,
                            attempts=self.max_attempts if died else 1)
