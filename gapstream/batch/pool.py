@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
-from ..ring import remove_segments
+from ..ring import remove_orphans, remove_segments
 from .job import FileOutcome, FileTask, process_file
 from .outputs import remove_parts
 
@@ -73,6 +73,15 @@ def _worker_main(conn: Connection, work: Work, stop: Any) -> None:
             conn.send(outcome)
 
 
+def _death(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"worker killed ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"worker killed (signal {-exitcode})"
+    return f"worker exited (code {exitcode})"
+
+
 class LocalPool:
     """Runs tasks on ``workers`` processes; ``run`` yields :class:`Progress` and :class:`FileOutcome`."""
 
@@ -103,12 +112,14 @@ class LocalPool:
 
     def run(self, tasks: list[FileTask]) -> Iterator[Progress | FileOutcome]:
         queue: deque[tuple[FileTask, int]] = deque((t, 1) for t in tasks)
+        remove_orphans()  # rings of pipelines killed with an earlier batch (their owner is gone)
         self._pool = [self._spawn() for _ in range(min(self.workers, len(tasks)))]
         while queue or any(w.task for w in self._pool):
             for w in self._pool:
                 if w.task is None and queue:
                     w.task, w.attempt = queue.popleft()
-                    w.conn.send(w.task)
+                    with contextlib.suppress(OSError):  # died just now: _lost retries the file
+                        w.conn.send(w.task)
             wait([w.conn for w in self._pool] + [w.proc.sentinel for w in self._pool], timeout=1.0)
             for w in list(self._pool):
                 yield from self._receive(w)
@@ -133,8 +144,7 @@ class LocalPool:
         code = w.proc.exitcode
         remove_segments(w.proc.pid)
         w.conn.close()
-        why = f"worker killed ({signal.Signals(-code).name})" if code and code < 0 else \
-            f"worker exited (code {code})"
+        why = _death(code)
         if w.task is None:
             self._deaths_idle += 1
             if self._deaths_idle > 2 * self.workers + 2:
