@@ -67,11 +67,13 @@ def settings(opts: BatchOptions) -> dict:
             "video": opts.video}
 
 
-def _threads(cfg: PipelineConfig, workers: int) -> PipelineConfig:
-    """Inference threads per pipeline: the cores shared out, unless the config sets them."""
-    if cfg.model.num_threads:
-        return cfg
-    return replace(cfg, model=replace(cfg.model, num_threads=max(1, cores() // workers)))
+def _task_config(cfg: PipelineConfig, threads: int) -> PipelineConfig:
+    """The config every file gets: the model by absolute path (a Ray worker's working folder is
+    not ours) and ``threads`` inference threads unless the config sets them."""
+    model = replace(cfg.model, path=str(resolve_model(cfg.model.path).absolute()))
+    if not model.num_threads:
+        model = replace(model, num_threads=max(1, threads))
+    return replace(cfg, model=model)
 
 
 def run_batch(opts: BatchOptions, say: Callable[[str], None] = print) -> BatchReport:
@@ -110,14 +112,15 @@ def _run(opts: BatchOptions, todo: list[InputFile], manifest: Manifest, report: 
     by_key = {f.key: f for f in todo}
     if opts.ray:
         runner: LocalPool | RayRunner = RayRunner(opts.ray, opts.cpus_per_file, opts.max_attempts)
-        cfg = opts.config
+        cfg = _task_config(opts.config, int(opts.cpus_per_file))
     else:
         n = opts.workers or default_workers(cores())
         runner = LocalPool(n, opts.max_attempts)
-        cfg = _threads(opts.config, n)
+        cfg = _task_config(opts.config, cores() // n)
         how = "--workers" if opts.workers else f"{cores()} cores / {CORES_PER_PIPELINE} per pipeline"
         say(f"local pool: {n} worker(s) ({how}), {cfg.model.num_threads} inference thread(s) each")
-    tasks = [FileTask(f.key, str(f.path), str(opts.out / f.key), cfg, opts.video) for f in todo]
+    out = opts.out.absolute()
+    tasks = [FileTask(f.key, str(f.path), str(out / f.key), cfg, opts.video) for f in todo]
     with runner:
         if isinstance(runner, RayRunner):
             report.runner = f"ray ({opts.ray})"
