@@ -116,3 +116,4 @@ class RayRunner:
         self._pending = {}
         if self._started:
             ray.shutdown()
+        remove_orphans()  # rings of tasks cancelled (killed) on this machine's Ray workers
