@@ -15,7 +15,7 @@ $(VENV)/.runtime: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[runtime,train,dev]'
+	$(BIN)/pip install -q -e '.[runtime,train,dev,ray]'  # ray: the batch tests run a local Ray
 	touch $@ $(VENV)/.runtime
 
 demo: $(VENV)/.runtime

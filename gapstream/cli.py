@@ -1,4 +1,4 @@
-"""Command line: ``gapstream run|train|export|eval|bench``."""
+"""Command line: ``gapstream run|batch|train|export|eval|bench``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,16 @@ def _run_pipeline(args: argparse.Namespace) -> None:
           file=sys.stderr if cfg.output.json == "-" else sys.stdout)
 
 
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    from .batch import cli as batch
+
+    help_ = "process many recorded files in parallel, on this machine or on a Ray cluster"
+    p = sub.add_parser("batch", help=help_, description=help_ + "; a re-run into the same --out "
+                       "skips the files already done.")
+    batch.add_args(p)
+    p.set_defaults(func=batch.main)
+
+
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
     from .training import cli_verbs
 
@@ -139,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     _add_run(sub)
+    _add_batch(sub)
     _add_model_verbs(sub)
     _add_bench(sub)
     return parser

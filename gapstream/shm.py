@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Collection
+from multiprocessing import resource_tracker
 from typing import Any
 
 from .errors import PipelineError
@@ -60,27 +62,41 @@ def _owner_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(path: str = SHM_DIR) -> list[str]:
-    """Remove gapstream segments whose creating process is gone (SIGKILL, OOM killer); their names.
+def stale_segments(path: str = SHM_DIR) -> dict[str, int]:
+    """gapstream segments whose creating process is gone (SIGKILL, OOM killer) -> that pid.
 
     A segment carries its creator's pid (``gapstream_<pid>_...``); one whose pid still runs is
-    left alone, even if that pid was reused by another program.
+    not stale, even if that pid was reused by another program.
     """
-    removed = []
     try:
         names = os.listdir(path)
     except OSError:
-        return removed
+        return {}
+    stale = {}
     for name in names:
         if not name.startswith(SEGMENT_PREFIX):
             continue
         pid = name[len(SEGMENT_PREFIX):].split("_", 1)[0]
-        if not pid.isdigit() or _owner_alive(int(pid)):
-            continue
+        if pid.isdigit() and not _owner_alive(int(pid)):
+            stale[name] = int(pid)
+    return stale
+
+
+def remove_stale(path: str = SHM_DIR, children: Collection[int] = ()) -> list[str]:
+    """Remove the :func:`stale_segments`; their names.
+
+    ``children`` are pids of dead spawned children (``gapstream batch`` workers): they shared
+    this process's resource tracker, which is told of their segments too, so that it does not
+    report them as leaked at exit.
+    """
+    removed = []
+    for name, pid in stale_segments(path).items():
         try:
             os.unlink(os.path.join(path, name))
         except OSError:
             continue
+        if pid in children:
+            resource_tracker.unregister(f"/{name}", "shared_memory")
         removed.append(name)
     if removed:
         log.info("removed %d stale shared-memory segment(s) of gapstream runs that were killed: %s",
