@@ -24,8 +24,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError
 from .. import shm
+from ..errors import PipelineError
 from .job import FileOutcome, FileTask, process_file
 from .outputs import remove_parts
 

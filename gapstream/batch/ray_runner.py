@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import GapstreamError
 from .. import shm
+from ..errors import GapstreamError
 from .job import FileOutcome, FileTask, one_line, process_file
 from .outputs import remove_parts
 from .pool import Progress
