@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,10 +17,21 @@ from .errors import ConfigError
 
 
 @dataclass
+class ZoneConfig:
+    """A named polygon in fractions of the frame: ``points: [[x, y], ...]`` with 0 <= x, y <= 1."""
+
+    name: str = ""
+    points: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
 class SourceConfig:
     """Where frames come from and how to keep a live stream alive."""
 
     uri: str = ""
+    name: str = "camera"  # shown in events, MQTT topics, metrics and the live view
+    zones: list[ZoneConfig] = field(default_factory=list)  # named areas scored by CAM mass
+    masks: list[list[list[float]]] = field(default_factory=list)  # polygons removed from the CAM
     live: bool | None = None  # None: decided by the kind of source (RTSP and webcams are live)
     rtsp_transport: str = "tcp"
     open_timeout: float = 10.0  # seconds to connect or to wait for a packet before calling a stream dead
@@ -78,6 +90,54 @@ class OutputConfig:
 
 
 @dataclass
+class EventsConfig:
+    """Person events with hysteresis (gapstream/events.py)."""
+
+    json: str | None = None  # JSON Lines file, one line per finished event
+    snapshots: str | None = None  # folder for <camera>-<id>.jpg and <camera>-<id>-cam.jpg
+    on_threshold: float = 0.6  # an event starts after min_frames frames at or above this
+    off_threshold: float = 0.4  # ... and ends once below this for hold_time seconds
+    min_frames: int = 3
+    hold_time: float = 2.0
+    zones: list[str] = field(default_factory=list)  # only these zones' scores count; [] = whole frame
+
+
+@dataclass
+class MqttConfig:
+    """Events and state over MQTT (gapstream/mqtt.py); off while ``host`` is empty."""
+
+    host: str = ""
+    port: int = 1883
+    username: str = ""
+    password: str | None = None  # only as ${VAR}: a literal secret in the file is refused
+    password_file: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    topic_prefix: str = "gapstream"
+    discovery: bool = True  # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+    qos: int = 1
+    state_interval: float = 1.0  # seconds between probability updates per camera
+    keepalive: int = 30
+
+
+@dataclass
+class HttpConfig:
+    """Live view, /metrics and /healthz (gapstream/serve/); off while ``port`` is null."""
+
+    host: str = "127.0.0.1"
+    port: int | None = None  # 0: any free port (logged)
+    token: str | None = None  # only as ${VAR}; required when host is not a loopback address
+    token_file: str | None = None
+    tls_cert: str | None = None  # PEM files: serve HTTPS
+    tls_key: str | None = None
+    live_fps: float = 5.0  # annotated JPEGs per second and camera for the live view
+    jpeg_quality: int = 80
+    stall_timeout: float | None = None  # /healthz fails after this many seconds without a frame;
+    # None: source.open_timeout
+
+
+@dataclass
 class PipelineConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -85,6 +145,9 @@ class PipelineConfig:
     post: PostConfig = field(default_factory=PostConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     log_level: str = "INFO"
 
     def validate(self) -> PipelineConfig:
@@ -111,10 +174,50 @@ class PipelineConfig:
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
              "must be DEBUG, INFO, WARNING or ERROR"),
         ]
+        checks += _ops_checks(self)
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"config key '{key}' {why}")
         return self
+
+
+def _polygon_ok(points: list[list[float]]) -> bool:
+    return len(points) >= 3 and all(len(p) == 2 and all(0 <= v <= 1 for v in p) for p in points)
+
+
+def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
+    """Range checks of the camera-operator sections (zones, events, MQTT, HTTP)."""
+    ev, mq, ht, src = cfg.events, cfg.mqtt, cfg.http, cfg.source
+    zone_names = [z.name for z in src.zones]
+    poly = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
+    checks: list[tuple[str, bool, str]] = [
+        ("source.name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", src.name)),
+         "must be letters, digits, _ or - (it names MQTT topics and metrics)"),
+        *((f"source.zones[{i}].name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", z.name)),
+           "must be letters, digits, _ or -") for i, z in enumerate(src.zones)),
+        *((f"source.zones[{i}].points", _polygon_ok(z.points), poly) for i, z in enumerate(src.zones)),
+        *((f"source.masks[{i}]", _polygon_ok(m), poly) for i, m in enumerate(src.masks)),
+        ("source.zones", len(set(zone_names)) == len(zone_names), "has two zones of one name"),
+        ("events.zones", all(z in zone_names for z in ev.zones), "names a zone not in source.zones"),
+        ("events.on_threshold", 0 <= ev.on_threshold <= 1, "must be between 0 and 1"),
+        ("events.off_threshold", 0 <= ev.off_threshold <= ev.on_threshold,
+         "must be between 0 and events.on_threshold"),
+        ("events.min_frames", ev.min_frames >= 1, "must be >= 1"),
+        ("events.hold_time", ev.hold_time >= 0, "must be >= 0"),
+        ("mqtt.port", 0 < mq.port < 65536, "must be a TCP port"),
+        ("mqtt.qos", mq.qos in (0, 1, 2), "must be 0, 1 or 2"),
+        ("mqtt.state_interval", mq.state_interval >= 0, "must be >= 0"),
+        ("mqtt.keepalive", mq.keepalive >= 5, "must be >= 5"),
+        ("mqtt.topic_prefix", bool(re.fullmatch(r"[A-Za-z0-9_/-]+", mq.topic_prefix)),
+         "must be letters, digits, _, - or /"),
+        ("http.port", ht.port is None or 0 <= ht.port < 65536, "must be a TCP port or null"),
+        ("http.live_fps", ht.live_fps > 0, "must be > 0"),
+        ("http.jpeg_quality", 1 <= ht.jpeg_quality <= 100, "must be between 1 and 100"),
+        ("http.stall_timeout", ht.stall_timeout is None or ht.stall_timeout > 0, "must be > 0"),
+        ("http.tls_key", (ht.tls_cert is None) == (ht.tls_key is None),
+         "and http.tls_cert must be given together"),
+    ]
+    return checks
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -127,6 +230,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         tp = next(a for a in args if a is not type(None))
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     wrong = not isinstance(value, tp) or (tp is not bool and isinstance(value, bool))
@@ -156,6 +264,22 @@ def from_dict(data: dict | None) -> PipelineConfig:
     return _build(PipelineConfig, data or {}).validate()
 
 
+# Keys whose values are secrets: they may only come from the environment (${VAR}) or a file.
+SECRET_KEYS = (("mqtt", "password"), ("http", "token"))
+
+
+def refuse_literal_secrets(data: dict, path: Path) -> None:
+    """Raise when a secret is written into the config file itself instead of as ``${VAR}``."""
+    for section, key in SECRET_KEYS:
+        node = data.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if value is not None and not (isinstance(value, str) and re.fullmatch(r"\$\{[_A-Za-z][_A-Za-z0-9]*\}",
+                                                                                value.strip())):
+            raise ConfigError(f"{path}: config key '{section}.{key}' holds a literal secret; write "
+                              f"'{key}: ${{VAR}}' and set VAR in the environment, or use "
+                              f"{section}.{key}_file")
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
     """Load a YAML config (defaults when ``path`` is None) with dotted-key ``overrides``.
 
@@ -173,6 +297,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections")
+        refuse_literal_secrets(data, p)
         try:
             data = expand_env(data)
         except ConfigError as exc:

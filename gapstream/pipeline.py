@@ -30,12 +30,14 @@ from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
 from .errors import ModelError, PipelineError
 from .meta import ModelMeta, load_meta
+from .monitor import monitor_factories
 from .paths import DEFAULT_MODEL
 from .results import Result
 from .ring import EOS, Ring
 from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
+from .zones import keep_weights
 
 log = logging.getLogger("gapstream")
 
@@ -63,6 +65,7 @@ class Plan:
     frame_slots: int
     input_size: tuple[int, int]  # network input (h, w) for this source
     maps_shape: tuple[int, int, int]  # conv maps per frame (h, w, C)
+    keep: np.ndarray | None = None  # exclusion mask: per-cell weights on the maps grid (zones.py)
 
 
 @dataclass
@@ -114,9 +117,10 @@ class Pipeline:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         input_size = meta.input_size_for(info.height, info.width)
+        maps_shape = meta.maps_shape(input_size)
         return Plan(model_path, meta, info, post_cfg, annotate,
-                    frame_slots=max(slots, cfg.infer.batch_size + 1),
-                    input_size=input_size, maps_shape=meta.maps_shape(input_size))
+                    frame_slots=max(slots, cfg.infer.batch_size + 1), input_size=input_size,
+                    maps_shape=maps_shape, keep=keep_weights(cfg.source.masks, *maps_shape[:2]))
 
     def run(self) -> Iterator[Result]:
         """Start the stages and yield results until the source ends or ``stop()`` is called."""
@@ -136,8 +140,9 @@ class Pipeline:
         stack.callback(maps.close)
         procs: list[Any] = []
         stack.callback(_shutdown, procs)
-        sinks = [stack.enter_context(open_sink()) for open_sink in sink_factories(cfg.output, info.fps,
-                                                                                  info.live)]
+        factories = sink_factories(cfg.output, info.fps, info.live) + monitor_factories(
+            cfg, plan.post, meta.person_index)
+        sinks = [stack.enter_context(open_sink()) for open_sink in factories]
         stop = ctx.Event()
         stack.callback(stop.set)  # first on the way out: every stage stops waiting
         results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
@@ -146,7 +151,7 @@ class Pipeline:
             "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
                                         frames, maps, stop, counters)),
             "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                      counters)),
+                                      counters, plan.keep)),
         }
         for name, (fn, args) in stages.items():
             p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),

@@ -14,11 +14,19 @@ from .config import PostConfig
 from .detections import Detections
 from .meta import ModelMeta
 from .ring import EOS, Ring
+from .zones import masked_probs
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
-            height: int) -> tuple[int, np.ndarray, bool, Detections]:
-    """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels)."""
+            height: int, keep: np.ndarray | None = None) -> tuple[int, np.ndarray, bool, Detections]:
+    """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
+
+    ``keep`` (per-cell weights, see :func:`zones.keep_weights`) applies an exclusion mask to
+    the maps first, so that ``probs`` is overwritten with the masked probabilities.
+    """
+    if keep is not None:
+        maps = maps * keep[:, :, None]
+        probs[:] = masked_probs(maps, meta.dense_kernel, meta.dense_bias, np.ones_like(keep))
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)
@@ -35,8 +43,10 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
 
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
-              results: Any, stop: Any, counters: Any) -> None:
-    """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place."""
+              results: Any, stop: Any, counters: Any, keep: np.ndarray | None = None) -> None:
+    """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
+
+    ``keep``: the exclusion mask's per-cell weights on the maps grid (None: no mask)."""
     try:
         while not stop.is_set():
             try:
@@ -48,7 +58,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             mslot, rec = item
             v = maps.view(mslot)
             probs = v["probs"].copy()
-            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h)
+            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h, keep)
             maps.release(mslot)
             if annotate:
                 frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
