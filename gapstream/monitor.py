@@ -6,6 +6,7 @@ the HTTP server, so runs without them pay nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,16 @@ class CameraMonitor:
             raise
         self.listeners = listeners
         self.tracker = EventTracker(self.camera, cfg.events, post, listeners)
+        try:
+            if cfg.mqtt.host:
+                from .mqtt import MqttPublisher  # paho only when MQTT is configured
+
+                publisher = MqttPublisher(cfg.mqtt, [self.camera])
+                self.add(publisher, publisher.close)
+                self.frame_hooks.append(functools.partial(publisher.frame, self.camera))
+        except BaseException:
+            self.close()
+            raise
 
     def add(self, listener: Any, close: Callable[[], None] | None = None) -> None:
         """Register an event listener (and what closes it, closed in reverse order)."""
@@ -91,7 +102,7 @@ class CameraMonitor:
 
 def wanted(cfg: PipelineConfig) -> bool:
     """Whether the config asks for anything the monitor provides."""
-    return bool(cfg.events.json or cfg.events.snapshots)
+    return bool(cfg.events.json or cfg.events.snapshots or cfg.mqtt.host)
 
 
 def monitor_factories(cfg: PipelineConfig, post: PostConfig, person_index: int) -> list[Callable[[], Any]]:
