@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import PipelineConfig, PostConfig
+from .credentials import redact_url
 from .errors import OutputError
 from .events import EventListener, EventLog, EventTracker
 from .results import Result
@@ -24,13 +25,17 @@ from .zones import zone_scores
 
 log = logging.getLogger("gapstream.monitor")
 
+# Per camera, the stage counters (captured, inferred, dropped, reconnects, ...) at call time.
+Stats = Callable[[], dict[str, dict[str, int]]]
+
 
 class CameraMonitor:
     """Per frame: zone scores, the event score and the hysteresis; tells the listeners."""
 
     quit = False
 
-    def __init__(self, cfg: PipelineConfig, post: PostConfig, person_index: int) -> None:
+    def __init__(self, cfg: PipelineConfig, post: PostConfig, person_index: int, annotated: bool = False,
+                 source: str = "", stats: Stats | None = None) -> None:
         self.camera = cfg.source.name
         self.person_index = person_index
         self.zones = {z.name: z.points for z in cfg.source.zones}
@@ -61,9 +66,33 @@ class CameraMonitor:
                 publisher = MqttPublisher(cfg.mqtt, [self.camera])
                 self.add(publisher, publisher.close)
                 self.frame_hooks.append(functools.partial(publisher.frame, self.camera))
+            if cfg.http.port is not None:
+                self._serve(cfg, post, annotated, source, stats or (lambda: {}))
         except BaseException:
             self.close()
             raise
+
+    def _serve(self, cfg: PipelineConfig, post: PostConfig, annotated: bool, source: str,
+               stats: Stats) -> None:
+        """The live view, /metrics and /healthz, fed from this sink."""
+        from .serve.http import LiveServer
+        from .serve.live import CameraView
+        from .serve.metrics import RunMetrics
+
+        stall = cfg.http.stall_timeout or cfg.source.open_timeout
+        view = CameraView(self.camera, redact_url(source), stall, cfg.http.live_fps, cfg.http.jpeg_quality)
+        views = {self.camera: view}
+        metrics = RunMetrics(views, stats)
+        server = LiveServer(cfg.http, views, metrics)
+        self.server = server
+        self._closers.append(server.close)
+        latency = metrics.latency.labels(self.camera)
+
+        def hook(result: Result, score: float, zones: dict[str, float], active: bool) -> None:
+            view.update(result, score, active, annotated, post)
+            latency.observe(result.latency_ms / 1000)
+
+        self.frame_hooks.append(hook)
 
     def add(self, listener: Any, close: Callable[[], None] | None = None) -> None:
         """Register an event listener (and what closes it, closed in reverse order)."""
@@ -102,11 +131,12 @@ class CameraMonitor:
 
 def wanted(cfg: PipelineConfig) -> bool:
     """Whether the config asks for anything the monitor provides."""
-    return bool(cfg.events.json or cfg.events.snapshots or cfg.mqtt.host)
+    return bool(cfg.events.json or cfg.events.snapshots or cfg.mqtt.host or cfg.http.port is not None)
 
 
-def monitor_factories(cfg: PipelineConfig, post: PostConfig, person_index: int) -> list[Callable[[], Any]]:
+def monitor_factories(cfg: PipelineConfig, post: PostConfig, person_index: int, annotated: bool,
+                      source: str, stats: Stats) -> list[Callable[[], Any]]:
     """The monitor sink's opener, or nothing when the config does not need it."""
     if not wanted(cfg):
         return []
-    return [lambda: CameraMonitor(cfg, post, person_index)]
+    return [lambda: CameraMonitor(cfg, post, person_index, annotated, source, stats)]

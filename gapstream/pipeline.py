@@ -140,12 +140,13 @@ class Pipeline:
         stack.callback(maps.close)
         procs: list[Any] = []
         stack.callback(_shutdown, procs)
+        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
         factories = sink_factories(cfg.output, info.fps, info.live) + monitor_factories(
-            cfg, plan.post, meta.person_index)
+            cfg, plan.post, meta.person_index, plan.annotate, info.uri,
+            lambda: {cfg.source.name: {**counters.snapshot(), "dropped": frames.dropped}})
         sinks = [stack.enter_context(open_sink()) for open_sink in factories]
         stop = ctx.Event()
         stack.callback(stop.set)  # first on the way out: every stage stops waiting
-        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
         stages = {
             "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters)),
             "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
