@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,12 @@ from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
 from .media import IMAGE_EXTS, VIDEO_EXTS
+from .rate import FramePicker
 from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
+
+Pick = Callable[[float], bool] | None  # keep the frame at this source time? (rate.FramePicker)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp", "http", "https")
 
@@ -159,8 +162,9 @@ class FileTruncated(SourceError):
     """Decoding ended before the container's stated end."""
 
 
-def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray, float]]:
-    """Every frame of a video file, in order; raises FileTruncated if the file ends early."""
+def read_file(info: SourceInfo, cfg: SourceConfig, pick: Pick = None) -> Iterator[tuple[np.ndarray, float]]:
+    """Every frame of a video file (that ``pick`` keeps), in order; raises FileTruncated if the
+    file ends early."""
     try:
         container = av.open(info.uri, timeout=cfg.open_timeout)
     except av.error.FFmpegError as exc:
@@ -176,7 +180,8 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
                 last_t = t
                 n += 1
-                yield frame.to_ndarray(format="rgb24"), t
+                if pick is None or pick(t):  # before the RGB conversion, the costly part
+                    yield frame.to_ndarray(format="rgb24"), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
                 f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
@@ -231,8 +236,9 @@ class StreamReader:
     worked, ``reconnect_attempts`` consecutive tries after each drop (0 = forever).
     """
 
-    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None):
-        self.info, self.cfg, self.stop = info, cfg, stop
+    def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
+                 pick: Pick = None):
+        self.info, self.cfg, self.stop, self.pick = info, cfg, stop, pick
         self.on_reconnect = on_reconnect or (lambda: None)
 
     def _open(self) -> Any:
@@ -271,7 +277,9 @@ class StreamReader:
                         if got == 0:
                             worked, failures, delay = True, 0, cfg.backoff_initial
                         got += 1
-                        yield frame.to_ndarray(format="rgb24"), time.monotonic() - start
+                        t = time.monotonic() - start
+                        if self.pick is None or self.pick(t):
+                            yield frame.to_ndarray(format="rgb24"), t
                         t_last = time.monotonic()
                         if self.stop.is_set():
                             return
@@ -300,14 +308,15 @@ class StreamReader:
 
 def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None
            ) -> Iterator[tuple[np.ndarray, float]]:
-    """The frame iterator for any kind of source."""
+    """The frame iterator for any kind of source, with ``source.stride`` / ``max_fps`` applied."""
+    picker = FramePicker(cfg)
+    pick = picker if picker.active else None
     if info.kind == "file":
-        return read_file(info, cfg)
-    if info.kind == "images":
-        return read_images(info)
-    if info.kind == "synthetic":
-        return read_synthetic(info)
-    return StreamReader(info, cfg, stop, on_reconnect).frames()
+        return read_file(info, cfg, pick)
+    if info.kind in ("images", "synthetic"):
+        it = read_images(info) if info.kind == "images" else read_synthetic(info)
+        return it if pick is None else ((f, t) for f, t in it if pick(t))
+    return StreamReader(info, cfg, stop, on_reconnect, pick).frames()
 
 
 def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any) -> None:

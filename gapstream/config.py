@@ -42,6 +42,8 @@ class SourceConfig:
     fps: float = 25.0  # frame rate of image folders and synthetic sources
     max_width: int = 1920  # live frames larger than this are scaled down to fit the ring slots
     max_height: int = 1080
+    max_fps: float = 0.0  # keep at most this many frames per second of source time; 0: all
+    stride: int = 1  # keep every Nth decoded frame (before max_fps)
 
 
 @dataclass
@@ -191,6 +193,8 @@ def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
     zone_names = [z.name for z in src.zones]
     poly = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
     checks: list[tuple[str, bool, str]] = [
+        ("source.max_fps", src.max_fps >= 0, "must be >= 0 (0: no limit)"),
+        ("source.stride", src.stride >= 1, "must be >= 1"),
         ("source.name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", src.name)),
          "must be letters, digits, _ or - (it names MQTT topics and metrics)"),
         *((f"source.zones[{i}].name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", z.name)),

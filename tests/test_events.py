@@ -120,3 +120,19 @@ def test_coverage_and_zone_scores() -> None:
 def test_bad_event_and_zone_config(overrides: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=f"'{key.replace('[', '.').replace(']', '.')}"):
         load_config(None, overrides)
+
+
+def test_stride_and_max_fps_thin_the_source(tiny_model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "in.mp4", frames=30, fps=15)  # 2 s
+    for overrides, expected in (({"source.stride": 3}, 10), ({"source.max_fps": 5.0}, 10),
+                                ({"source.stride": 2, "source.max_fps": 5.0}, 10)):
+        cfg = load_config(None, {"output.stats_interval": 0, **overrides})
+        pipe = Pipeline(str(clip), str(tiny_model), cfg)
+        got = [(r.index, r.pts, int(np.median(r.frame[:, :, 0]))) for r in pipe.run()]
+        assert len(got) == expected, overrides
+        assert [i for i, _, _ in got] == list(range(expected))
+        for _, pts, gray in got:  # the frame is the one decoded at that time (gray level = index)
+            assert abs(gray - (round(pts * 15) * 8) % 256) <= 4
+        assert pipe.stats is not None and pipe.stats.dropped == 0
+    with pytest.raises(ConfigError, match="source.stride"):
+        load_config(None, {"source.stride": 0})
