@@ -6,10 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .credentials import RedactingFormatter, redact_text
 from .errors import GapstreamError
+
+if TYPE_CHECKING:
+    from .config import PipelineConfig
 
 log = logging.getLogger("gapstream")
 
@@ -33,8 +37,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run the pipeline on SOURCE: a video file, rtsp:// or http:// stream, /dev/videoN, "
         "an image folder or glob, or synthetic://?width=W&height=H&frames=N[&live=1].",
     )
-    p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
-                   "${VAR} takes a password from the environment)")
+    p.add_argument("source", nargs="*", help="what to read (default: source.uri from --config, where "
+                   "${VAR} takes a password from the environment); several, each as NAME=URI, "
+                   "for several cameras in one run (or 'sources:' in the config)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
     p.add_argument("--json", metavar="JSONL", help="write per-frame detections as JSON Lines")
     p.add_argument("--show", action="store_true", help="display the annotated frames in a window")
@@ -66,12 +71,28 @@ def _run(args: argparse.Namespace) -> int:
         overrides["output.show"] = True
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
-    pipe = Pipeline(args.source, config=cfg)
+    if len(args.source) > 1 or (cfg.sources and not args.source):
+        return _run_cameras(args, cfg)
+    pipe = Pipeline(args.source[0] if args.source else None, config=cfg)
     for _ in pipe.run():
         pass
     assert pipe.stats is not None
     written = [p for p in (cfg.output.video, cfg.output.json) if p]
     print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
+    return 0
+
+
+def _run_cameras(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """Several cameras in one run (gapstream/multi.py)."""
+    from .multi import MultiPipeline, camera_line, parse_sources
+
+    pipe = MultiPipeline(parse_sources(args.source, cfg.source) if args.source else None, config=cfg)
+    for _ in pipe.run():
+        pass
+    assert pipe.stats is not None
+    written = [p for p in (cfg.output.json, cfg.events.json) if p]
+    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""))
+    print(f"gapstream: cameras: {camera_line(pipe.camera_stats)}")
     return 0
 
 

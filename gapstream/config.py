@@ -142,6 +142,8 @@ class HttpConfig:
 @dataclass
 class PipelineConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
+    # Several cameras in one run (gapstream/multi.py); each entry's unset keys come from `source`.
+    sources: list[SourceConfig] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     post: PostConfig = field(default_factory=PostConfig)
@@ -187,22 +189,34 @@ def _polygon_ok(points: list[list[float]]) -> bool:
     return len(points) >= 3 and all(len(p) == 2 and all(0 <= v <= 1 for v in p) for p in points)
 
 
-def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
-    """Range checks of the camera-operator sections (zones, events, MQTT, HTTP)."""
-    ev, mq, ht, src = cfg.events, cfg.mqtt, cfg.http, cfg.source
+def _source_checks(src: SourceConfig, key: str) -> list[tuple[str, bool, str]]:
+    """Checks of one camera's rate limits, name, zones and masks."""
     zone_names = [z.name for z in src.zones]
     poly = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
-    checks: list[tuple[str, bool, str]] = [
-        ("source.max_fps", src.max_fps >= 0, "must be >= 0 (0: no limit)"),
-        ("source.stride", src.stride >= 1, "must be >= 1"),
-        ("source.name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", src.name)),
+    return [
+        (f"{key}.max_fps", src.max_fps >= 0, "must be >= 0 (0: no limit)"),
+        (f"{key}.stride", src.stride >= 1, "must be >= 1"),
+        (f"{key}.name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", src.name)),
          "must be letters, digits, _ or - (it names MQTT topics and metrics)"),
-        *((f"source.zones[{i}].name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", z.name)),
+        *((f"{key}.zones[{i}].name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", z.name)),
            "must be letters, digits, _ or -") for i, z in enumerate(src.zones)),
-        *((f"source.zones[{i}].points", _polygon_ok(z.points), poly) for i, z in enumerate(src.zones)),
-        *((f"source.masks[{i}]", _polygon_ok(m), poly) for i, m in enumerate(src.masks)),
-        ("source.zones", len(set(zone_names)) == len(zone_names), "has two zones of one name"),
-        ("events.zones", all(z in zone_names for z in ev.zones), "names a zone not in source.zones"),
+        *((f"{key}.zones[{i}].points", _polygon_ok(z.points), poly) for i, z in enumerate(src.zones)),
+        *((f"{key}.masks[{i}]", _polygon_ok(m), poly) for i, m in enumerate(src.masks)),
+        (f"{key}.zones", len(set(zone_names)) == len(zone_names), "has two zones of one name"),
+    ]
+
+
+def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
+    """Range checks of the camera-operator sections (zones, events, MQTT, HTTP)."""
+    ev, mq, ht = cfg.events, cfg.mqtt, cfg.http
+    cams = cfg.sources or [cfg.source]
+    keys = [f"sources[{i}]" for i in range(len(cfg.sources))] or ["source"]
+    zone_names = {z.name for src in cams for z in src.zones}
+    names = [src.name for src in cams]
+    checks: list[tuple[str, bool, str]] = [
+        *(c for src, key in zip(cams, keys) for c in _source_checks(src, key)),
+        ("sources", len(set(names)) == len(names), "has two cameras of one name (set each one's name)"),
+        ("events.zones", all(z in zone_names for z in ev.zones), "names a zone no camera has"),
         ("events.on_threshold", 0 <= ev.on_threshold <= 1, "must be between 0 and 1"),
         ("events.off_threshold", 0 <= ev.off_threshold <= ev.on_threshold,
          "must be between 0 and events.on_threshold"),
@@ -265,7 +279,19 @@ def _build(cls: type, data: Any, prefix: str = "") -> Any:
 
 def from_dict(data: dict | None) -> PipelineConfig:
     """Build and validate a config from a mapping (e.g. parsed YAML)."""
-    return _build(PipelineConfig, data or {}).validate()
+    return _build(PipelineConfig, _inherit_sources(data or {})).validate()
+
+
+def _inherit_sources(data: dict) -> dict:
+    """Each ``sources`` entry with the keys it leaves unset taken from the ``source`` section."""
+    sources, base = data.get("sources"), data.get("source") or {}
+    if not isinstance(sources, list) or not isinstance(base, dict):
+        return data
+    merged = [{**base, **s} if isinstance(s, dict) else s for s in sources]
+    for i, s in enumerate(merged):
+        if isinstance(s, dict) and "name" not in s:
+            s["name"] = f"cam{i + 1}"
+    return {**data, "sources": merged}
 
 
 # Keys whose values are secrets: they may only come from the environment (${VAR}) or a file.

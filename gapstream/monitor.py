@@ -1,22 +1,22 @@
 """The camera-operator sink: zone scores, events and whatever follows them (MQTT, metrics, live view).
 
-It is one :class:`~gapstream.sinks.Sink`, opened only when the config asks for events, MQTT or
-the HTTP server, so runs without them pay nothing.
+It is one :class:`~gapstream.sinks.Sink` for all the cameras of a run, opened only when the
+config asks for events, MQTT or the HTTP server, so runs without them pay nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from .config import PipelineConfig, PostConfig
+from .config import PipelineConfig, PostConfig, SourceConfig
 from .credentials import redact_url
 from .errors import OutputError
 from .events import EventListener, EventLog, EventTracker
@@ -27,22 +27,33 @@ log = logging.getLogger("gapstream.monitor")
 
 # Per camera, the stage counters (captured, inferred, dropped, reconnects, ...) at call time.
 Stats = Callable[[], dict[str, dict[str, int]]]
+FrameHook = Callable[[Result, float, dict[str, float], bool], None]
+
+
+@dataclass
+class _Camera:
+    source: SourceConfig
+    tracker: EventTracker
+    event_zones: list[str]
+    hooks: list[FrameHook] = field(default_factory=list)
+
+    @property
+    def zones(self) -> dict[str, list[list[float]]]:
+        return {z.name: z.points for z in self.source.zones}
 
 
 class CameraMonitor:
-    """Per frame: zone scores, the event score and the hysteresis; tells the listeners."""
+    """Per frame of each camera: zone scores, the event score and the hysteresis; tells the listeners."""
 
     quit = False
 
     def __init__(self, cfg: PipelineConfig, post: PostConfig, person_index: int, annotated: bool = False,
-                 source: str = "", stats: Stats | None = None) -> None:
-        self.camera = cfg.source.name
+                 stats: Stats | None = None, sources: list[SourceConfig] | None = None) -> None:
         self.person_index = person_index
-        self.zones = {z.name: z.points for z in cfg.source.zones}
-        self.event_zones = list(cfg.events.zones)
         self._closers: list[Callable[[], None]] = []
-        listeners: list[EventListener] = []
-        self.frame_hooks: list[Callable[[Result, float, dict[str, float], bool], None]] = []
+        self.listeners: list[EventListener] = []
+        self.cameras: dict[str, _Camera] = {}
+        self.default = (sources or [cfg.source])[0].name  # for results without a camera name
         try:
             if cfg.events.snapshots:
                 try:
@@ -52,47 +63,49 @@ class CameraMonitor:
                                       f"{exc.strerror}") from None
             if cfg.events.json:
                 event_log = EventLog(cfg.events.json)
-                self._closers.append(event_log.close)
-                listeners.append(event_log)
-        except BaseException:
-            self.close()
-            raise
-        self.listeners = listeners
-        self.tracker = EventTracker(self.camera, cfg.events, post, listeners)
-        try:
+                self.add(event_log, event_log.close)
+            for src in sources or [cfg.source]:
+                names = {z.name for z in src.zones}
+                # A camera without any of the event zones has its events on the whole frame.
+                ev_zones = [z for z in cfg.events.zones if z in names]
+                tracker = EventTracker(src.name, cfg.events, post, self.listeners)
+                self.cameras[src.name] = _Camera(src, tracker, ev_zones)
             if cfg.mqtt.host:
                 from .mqtt import MqttPublisher  # paho only when MQTT is configured
 
-                publisher = MqttPublisher(cfg.mqtt, [self.camera])
+                publisher = MqttPublisher(cfg.mqtt, list(self.cameras))
                 self.add(publisher, publisher.close)
-                self.frame_hooks.append(functools.partial(publisher.frame, self.camera))
+                for name, cam in self.cameras.items():
+                    cam.hooks.append(lambda r, s, z, a, name=name: publisher.frame(name, r, s, z, a))
             if cfg.http.port is not None:
-                self._serve(cfg, post, annotated, source, stats or (lambda: {}))
+                self._serve(cfg, post, annotated, stats or (lambda: {}))
         except BaseException:
             self.close()
             raise
 
-    def _serve(self, cfg: PipelineConfig, post: PostConfig, annotated: bool, source: str,
-               stats: Stats) -> None:
+    def _serve(self, cfg: PipelineConfig, post: PostConfig, annotated: bool, stats: Stats) -> None:
         """The live view, /metrics and /healthz, fed from this sink."""
         from .serve.http import LiveServer
         from .serve.live import CameraView
         from .serve.metrics import RunMetrics
 
-        stall = cfg.http.stall_timeout or cfg.source.open_timeout
-        view = CameraView(self.camera, redact_url(source), stall, cfg.http.live_fps, cfg.http.jpeg_quality)
-        views = {self.camera: view}
+        views = {}
+        for name, cam in self.cameras.items():
+            stall = cfg.http.stall_timeout or cam.source.open_timeout
+            views[name] = CameraView(name, redact_url(cam.source.uri), stall, cfg.http.live_fps,
+                                     cfg.http.jpeg_quality)
         metrics = RunMetrics(views, stats)
-        server = LiveServer(cfg.http, views, metrics)
-        self.server = server
-        self._closers.append(server.close)
-        latency = metrics.latency.labels(self.camera)
+        self.server = LiveServer(cfg.http, views, metrics)
+        self._closers.append(self.server.close)
+        for name, cam in self.cameras.items():
+            view, latency = views[name], metrics.latency.labels(name)
 
-        def hook(result: Result, score: float, zones: dict[str, float], active: bool) -> None:
-            view.update(result, score, active, annotated, post)
-            latency.observe(result.latency_ms / 1000)
+            def hook(result: Result, score: float, zones: dict[str, float], active: bool,
+                     view: CameraView = view, latency: Any = latency) -> None:
+                view.update(result, score, active, annotated, post)
+                latency.observe(result.latency_ms / 1000)
 
-        self.frame_hooks.append(hook)
+            cam.hooks.append(hook)
 
     def add(self, listener: Any, close: Callable[[], None] | None = None) -> None:
         """Register an event listener (and what closes it, closed in reverse order)."""
@@ -109,20 +122,22 @@ class CameraMonitor:
 
     def write(self, result: Result) -> None:
         now = time.time()
-        person_cam = int(np.argmax(result.probs)) == self.person_index
-        zones = zone_scores(result.cam, result.person_prob, self.zones) if person_cam else \
-            dict.fromkeys(self.zones, 0.0)
-        score = max(zones[z] for z in self.event_zones) if self.event_zones else result.person_prob
-        self.tracker.update(result, score, zones, now)
-        for hook in self.frame_hooks:
-            hook(result, score, zones, self.tracker.event is not None)
+        cam = self.cameras[result.camera or self.default]
+        zones = cam.zones
+        if int(np.argmax(result.probs)) == self.person_index:
+            scores = zone_scores(result.cam, result.person_prob, zones)
+        else:  # the CAM is the other class's: no person mass anywhere
+            scores = dict.fromkeys(zones, 0.0)
+        score = max(scores[z] for z in cam.event_zones) if cam.event_zones else result.person_prob
+        cam.tracker.update(result, score, scores, now)
+        for hook in cam.hooks:
+            hook(result, score, scores, cam.tracker.event is not None)
 
     def close(self) -> None:
-        """Finish an open event (the stream ended), then close the listeners; safe to call twice."""
-        tracker = getattr(self, "tracker", None)
+        """Finish open events (the stream ended), then close the listeners; safe to call twice."""
         try:
-            if tracker is not None:
-                tracker.finish()
+            for cam in self.cameras.values():
+                cam.tracker.finish()
         finally:
             closers, self._closers = self._closers, []
             for close in reversed(closers):
@@ -135,8 +150,8 @@ def wanted(cfg: PipelineConfig) -> bool:
 
 
 def monitor_factories(cfg: PipelineConfig, post: PostConfig, person_index: int, annotated: bool,
-                      source: str, stats: Stats) -> list[Callable[[], Any]]:
+                      stats: Stats, sources: list[SourceConfig] | None = None) -> list[Callable[[], Any]]:
     """The monitor sink's opener, or nothing when the config does not need it."""
     if not wanted(cfg):
         return []
-    return [lambda: CameraMonitor(cfg, post, person_index, annotated, source, stats)]
+    return [lambda: CameraMonitor(cfg, post, person_index, annotated, stats, sources)]

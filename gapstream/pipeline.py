@@ -142,7 +142,7 @@ class Pipeline:
         stack.callback(_shutdown, procs)
         results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
         factories = sink_factories(cfg.output, info.fps, info.live) + monitor_factories(
-            cfg, plan.post, meta.person_index, plan.annotate, info.uri,
+            cfg, plan.post, meta.person_index, plan.annotate,
             lambda: {cfg.source.name: {**counters.snapshot(), "dropped": frames.dropped}})
         sinks = [stack.enter_context(open_sink()) for open_sink in factories]
         stop = ctx.Event()

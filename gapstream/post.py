@@ -42,11 +42,16 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
     draw(frame, det, prob)
 
 
-def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
-              results: Any, stop: Any, counters: Any, keep: np.ndarray | None = None) -> None:
+def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
+              results: Any, stop: Any, counters: Any,
+              keep: np.ndarray | None | list[np.ndarray | None] = None) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
 
-    ``keep``: the exclusion mask's per-cell weights on the maps grid (None: no mask)."""
+    ``keep``: the exclusion mask's per-cell weights on the maps grid (None: no mask). With
+    several cameras, ``frames`` and ``keep`` are lists indexed by ``FrameRecord.camera``.
+    """
+    rings = frames if isinstance(frames, list) else [frames]
+    keeps = keep if isinstance(keep, list) else [keep]
     try:
         while not stop.is_set():
             try:
@@ -58,10 +63,10 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             mslot, rec = item
             v = maps.view(mslot)
             probs = v["probs"].copy()
-            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h, keep)
+            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h, keeps[rec.camera])
             maps.release(mslot)
             if annotate:
-                frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
+                frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]
                 annotate_frame(frame, cam, is_person, det, float(probs[meta.person_index]), cfg)
             rec.probs, rec.cls, rec.person, rec.cam = probs, cls, is_person, cam
             rec.xyxy, rec.scores, rec.t_post = det.xyxy, det.scores, time.monotonic()

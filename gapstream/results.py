@@ -39,6 +39,7 @@ class FrameRecord:
     t_post: float | None = None
     # pipeline
     t_out: float | None = None
+    camera: int = 0  # index of the camera in a run with several (gapstream.multi)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Result:
     cam: np.ndarray  # low-resolution CAM of the predicted class, in [0, 1]
     frame: np.ndarray
     latency_ms: float
+    camera: str = ""  # the camera's name in a run with several cameras (and in its JSON line)
 
     @classmethod
     def from_record(cls, rec: FrameRecord, frame: np.ndarray, person_index: int, now: float) -> Result:
@@ -76,4 +78,4 @@ class Result:
             "person": self.is_person,
             "boxes": self.detections.to_list(),
             "latency_ms": round(self.latency_ms, 1),
-        }
+        } | ({"camera": self.camera} if self.camera else {})
