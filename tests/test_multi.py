@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +19,7 @@ from gapstream.multi import MultiPipeline, parse_sources
 
 from .broker import free_port
 from .helpers import gapstream_children, make_video, shm_segments
+from .test_rtsp import RtspServer, gst_rtsp, rtsp_server  # noqa: F401, F811 - fixtures
 
 
 def test_cameras_share_batches_and_keep_their_names_and_order(tiny_model: Path, tmp_path: Path) -> None:
@@ -97,3 +99,31 @@ def test_sources_config_inherits_and_checks_names() -> None:
     base = load_config(None).source
     assert [(s.name, s.uri) for s in parse_sources(["door=rtsp://h/x", "/v/a=b.mp4", "c.mp4"], base)] == [
         ("door", "rtsp://h/x"), ("cam2", "/v/a=b.mp4"), ("cam3", "c.mp4")]
+
+
+def test_a_reconnecting_camera_does_not_stall_the_others(rtsp_server: RtspServer,  # noqa: F811
+                                                         tiny_model: Path) -> None:
+    cfg = load_config(None, {
+        "source.open_timeout": 2.0, "source.backoff_initial": 0.2, "source.backoff_max": 1.0,
+        "source.reconnect_attempts": 10, "source.max_width": 320, "source.max_height": 240,
+        "sources": [{"name": "rtsp", "uri": rtsp_server.url},
+                    {"name": "ticker", "uri": "synthetic://?width=64&height=48&frames=150&live=1&fps=15"}],
+        "infer.batch_size": 2, "output.stats_interval": 0,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    ticker: list[float] = []
+    rtsp: list[float] = []
+    killed_at = 0.0
+    for r in pipe.run():
+        now = time.monotonic()
+        (ticker if r.camera == "ticker" else rtsp).append(now)
+        if not killed_at and len(rtsp) == 10:
+            rtsp_server.kill()  # the camera vanishes; restarted 1.5 s later, from another thread
+            killed_at = now
+            threading.Timer(1.5, rtsp_server.start).start()
+        if len(ticker) == 150:  # the ticker is done; the RTSP camera would go on forever
+            pipe.stop()
+    assert killed_at and len(ticker) == 150
+    assert np.diff(ticker).max() < 1.0  # the ticker never waited for the reconnecting camera
+    assert any(t > killed_at + 1.5 for t in rtsp), "the RTSP camera did not come back"
+    assert pipe.camera_stats["rtsp"]["reconnects"] >= 1 and not pipe.failed
