@@ -102,6 +102,9 @@ class EventsConfig:
     min_frames: int = 3
     hold_time: float = 2.0
     zones: list[str] = field(default_factory=list)  # only these zones' scores count; [] = whole frame
+    clips: str | None = None  # folder for <camera>-<id>.mp4 clips remuxed from live streams
+    pre_roll: float = 5.0  # seconds of video before the event start in its clip
+    post_roll: float = 2.0  # seconds after its end
 
 
 @dataclass
@@ -222,6 +225,8 @@ def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
          "must be between 0 and events.on_threshold"),
         ("events.min_frames", ev.min_frames >= 1, "must be >= 1"),
         ("events.hold_time", ev.hold_time >= 0, "must be >= 0"),
+        ("events.pre_roll", 0 <= ev.pre_roll <= 60, "must be between 0 and 60 seconds"),
+        ("events.post_roll", 0 <= ev.post_roll <= 60, "must be between 0 and 60 seconds"),
         ("mqtt.port", 0 < mq.port < 65536, "must be a TCP port"),
         ("mqtt.qos", mq.qos in (0, 1, 2), "must be 0, 1 or 2"),
         ("mqtt.state_interval", mq.state_interval >= 0, "must be >= 0"),

@@ -74,6 +74,7 @@ class Event:
     frames: int = 0
     snapshot: str | None = None
     snapshot_cam: str | None = None
+    clip: str | None = None  # set when a clip recorder takes the event (gapstream/record.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +83,7 @@ class Event:
             "peak_prob": round(self.peak_prob, 4), "peak_time": round(self.peak_time, 3),
             "peak_cam": [round(v, 3) for v in self.peak_cam], "boxes": self.boxes,
             "zones": {k: round(v, 4) for k, v in self.zones.items()}, "frames": self.frames,
-            "snapshot": self.snapshot, "snapshot_cam": self.snapshot_cam,
+            "snapshot": self.snapshot, "snapshot_cam": self.snapshot_cam, "clip": self.clip,
         }
 
 

@@ -61,6 +61,8 @@ class CameraMonitor:
                 except OSError as exc:
                     raise OutputError(f"cannot create snapshot folder {cfg.events.snapshots}: "
                                       f"{exc.strerror}") from None
+            if cfg.events.clips:
+                self._record(cfg, sources or [cfg.source])
             if cfg.events.json:
                 event_log = EventLog(cfg.events.json)
                 self.add(event_log, event_log.close)
@@ -82,6 +84,23 @@ class CameraMonitor:
         except BaseException:
             self.close()
             raise
+
+    def _record(self, cfg: PipelineConfig, sources: list[SourceConfig]) -> None:
+        """A clip recorder per live stream camera (listed first, so that events carry the clip's name)."""
+        from .capture import classify
+        from .record import ClipRecorder
+
+        assert cfg.events.clips is not None
+        try:
+            Path(cfg.events.clips).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create clip folder {cfg.events.clips}: {exc.strerror}") from None
+        for src in sources:
+            if classify(src.uri) != "stream":
+                log.info("camera %s: no clips (they are remuxed from a live stream's packets)", src.name)
+                continue
+            recorder = ClipRecorder(src, cfg.events)
+            self.add(recorder, recorder.close)
 
     def _serve(self, cfg: PipelineConfig, post: PostConfig, annotated: bool, stats: Stats) -> None:
         """The live view, /metrics and /healthz, fed from this sink."""
@@ -146,7 +165,8 @@ class CameraMonitor:
 
 def wanted(cfg: PipelineConfig) -> bool:
     """Whether the config asks for anything the monitor provides."""
-    return bool(cfg.events.json or cfg.events.snapshots or cfg.mqtt.host or cfg.http.port is not None)
+    return bool(cfg.events.json or cfg.events.snapshots or cfg.events.clips or cfg.mqtt.host
+                or cfg.http.port is not None)
 
 
 def monitor_factories(cfg: PipelineConfig, post: PostConfig, person_index: int, annotated: bool,
