@@ -71,6 +71,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides["output.show"] = True
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
+    if cfg.source.decode_to_model is None:  # only JSON and stats wanted: decode at the model's size
+        from dataclasses import replace
+
+        from .pipeline import needs_full_frames
+
+        cfg = replace(cfg, source=replace(cfg.source, decode_to_model=not needs_full_frames(cfg)))
     if len(args.source) > 1 or (cfg.sources and not args.source):
         return _run_cameras(args, cfg)
     pipe = Pipeline(args.source[0] if args.source else None, config=cfg)

@@ -44,6 +44,10 @@ class SourceConfig:
     max_height: int = 1080
     max_fps: float = 0.0  # keep at most this many frames per second of source time; 0: all
     stride: int = 1  # keep every Nth decoded frame (before max_fps)
+    # Video files: convert each frame straight to the model's input size (result frames are then
+    # that small; boxes stay in source pixels). None: `gapstream run` does it when no output
+    # needs full frames; the Python API keeps full frames.
+    decode_to_model: bool | None = None
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 from . import capture, infer, post
 from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
-from .errors import ModelError, PipelineError
+from .errors import ConfigError, ModelError, PipelineError
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .paths import DEFAULT_MODEL
@@ -117,6 +117,8 @@ class Pipeline:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         input_size = meta.input_size_for(info.height, info.width)
+        if cfg.source.decode_to_model:
+            info = direct_decode(info, input_size, annotate, cfg)
         maps_shape = meta.maps_shape(input_size)
         return Plan(model_path, meta, info, post_cfg, annotate,
                     frame_slots=max(slots, cfg.infer.batch_size + 1), input_size=input_size,
@@ -133,7 +135,8 @@ class Pipeline:
         cfg, meta, info = self.config, plan.meta, plan.source
         ctx = mp.get_context("fork")
         stack.callback(_restore_sigterm, _install_sigterm())
-        frames = Ring({"frame": ((info.height, info.width, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
+        frame_hw = info.decode_size or (info.height, info.width)
+        frames = Ring({"frame": ((*frame_hw, 3), np.uint8)}, plan.frame_slots, ctx, "frames")
         stack.callback(frames.close)
         maps = Ring({"probs": ((len(meta.labels),), np.float32), "maps": (plan.maps_shape, np.float32)},
                     cfg.buffers.result_slots, ctx, "maps")
@@ -200,6 +203,25 @@ class Pipeline:
         self.stats = monitor.report()
         if source_error:
             raise PipelineError(source_error)
+
+
+def needs_full_frames(cfg: PipelineConfig) -> bool:
+    """Whether an output of this config shows or saves the frames themselves."""
+    return bool(cfg.output.video or cfg.output.show or cfg.output.annotate or cfg.events.snapshots
+                or cfg.http.port is not None)
+
+
+def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,
+                  cfg: PipelineConfig) -> SourceInfo:
+    """``info`` set to decode straight to the model's input size (``source.decode_to_model``)."""
+    if annotate or needs_full_frames(cfg):
+        raise ConfigError("source.decode_to_model: an output here needs full-size frames (video, window, "
+                          "annotation, snapshots or the live view)")
+    if info.kind != "file":
+        return info  # streams learn their frame size only once open: they keep the full-size path
+    log.info("decoding straight to the model's input size %dx%d (no output needs full frames)",
+             input_size[1], input_size[0])
+    return replace(info, decode_size=input_size)
 
 
 def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool = False) -> str | None:

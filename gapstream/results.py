@@ -40,6 +40,8 @@ class FrameRecord:
     # pipeline
     t_out: float | None = None
     camera: int = 0  # index of the camera in a run with several (gapstream.multi)
+    src_w: int = 0  # the source frame's size when the ring holds it scaled down (0: h, w above)
+    src_h: int = 0
 
 
 @dataclass
