@@ -201,3 +201,17 @@ def test_refuses_literal_token_and_open_unauthenticated_server(tiny_model: Path,
         assert r.returncode == 1 and "Traceback" not in r.stderr and "s3cret" not in r.stderr
         last = r.stderr.strip().splitlines()[-1]
         assert last.startswith("gapstream: error: ") and message in last
+
+
+def test_page_never_shows_a_camera_password() -> None:
+    from gapstream.monitor import CameraMonitor
+
+    port = free_port()
+    cfg = load_config(None, {"http.port": port,
+                             "sources": [{"name": "door", "uri": "rtsp://admin:s3cret@127.0.0.1:1/x"}]})
+    with CameraMonitor(cfg, cfg.post, 1, sources=cfg.sources):
+        status, page = get(f"http://127.0.0.1:{port}/")
+        _, api = get(f"http://127.0.0.1:{port}/api/cameras")
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # within its first open_timeout
+    assert status == 200 and b"s3cret" not in page + api
+    assert b"rtsp://admin:***@127.0.0.1:1/x" in page and json.loads(api)[0]["source"].startswith("rtsp://admin:***@")
