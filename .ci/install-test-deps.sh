@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond the virtualenv: GStreamer's RTSP server for Debian's
-# python3 (tests/rtsp_server.py, tests/test_rtsp.py) and the FFmpeg command-line tools.
+# python3 (tests/rtsp_server.py, tests/test_rtsp.py), the FFmpeg command-line tools, the mosquitto
+# MQTT broker (tests/test_mqtt.py) and Chromium for the live-view screenshot (tests/test_serve.py).
 # Idempotent: does nothing when they are already there. Debian bookworm; root or sudo.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ PACKAGES=(
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools
     ffmpeg
 )
+# Installed without their recommended packages (a broker and a headless browser are all we need).
+LEAN_PACKAGES=(mosquitto chromium)
 CHECK="import gi
 gi.require_version('Gst', '1.0')
 gi.require_version('GstRtspServer', '1.0')
@@ -18,16 +21,17 @@ missing = [e for e in ('videotestsrc', 'videoconvert', 'x264enc', 'rtph264pay') 
 assert not missing, missing"
 
 have_all() {
-    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "$CHECK" >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "$CHECK" >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 \
+        && [ -x /usr/sbin/mosquitto ] && command -v chromium >/dev/null 2>&1
 }
 
 if have_all; then
-    echo "install-test-deps: GStreamer RTSP server and ffmpeg already installed"
+    echo "install-test-deps: GStreamer RTSP server, ffmpeg, mosquitto and chromium already installed"
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-test-deps: apt-get not found; install these (Debian names) by hand: ${PACKAGES[*]}" >&2
+    echo "install-test-deps: apt-get not found; install these (Debian names) by hand: ${PACKAGES[*]} ${LEAN_PACKAGES[*]}" >&2
     exit 1
 fi
 
@@ -36,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
         SUDO=(sudo)
     else
-        echo "install-test-deps: not root and no sudo; as root run: apt-get install ${PACKAGES[*]}" >&2
+        echo "install-test-deps: not root and no sudo; as root run: apt-get install ${PACKAGES[*]} ${LEAN_PACKAGES[*]}" >&2
         exit 1
     fi
 fi
@@ -45,10 +49,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt_install() {
     # No recommended packages: they would pull in ImageMagick, GTK and more that no test needs.
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${PACKAGES[@]}"
+        "${PACKAGES[@]}" "${LEAN_PACKAGES[@]}"
 }
 
-echo "install-test-deps: installing ${PACKAGES[*]}"
+echo "install-test-deps: installing ${PACKAGES[*]} ${LEAN_PACKAGES[*]}"
 # Update the package lists only when they are missing or the install fails with the current ones.
 if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null || ! apt_install; then
     "${SUDO[@]}" apt-get update -q

@@ -22,9 +22,12 @@ from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
 from .media import IMAGE_EXTS, VIDEO_EXTS, image_size, rgb_upright
+from .rate import FramePicker
 from .results import FrameRecord
 
 log = logging.getLogger("gapstream.capture")
+
+Pick = Callable[[float], bool] | None  # keep the frame at this source time? (rate.FramePicker)
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp", "http", "https")
 
@@ -41,6 +44,7 @@ class SourceInfo:
     fps: float
     frames: int | None = None  # expected frame count when known
     shown: tuple[int, int] | None = None  # (w, h) of the first frame when it differs from the slot size
+    decode_size: tuple[int, int] | None = None  # (h, w): convert straight to this size (files only)
 
     @property
     def name(self) -> str:
@@ -202,8 +206,9 @@ class FileTruncated(SourceError):
     """Decoding ended before the container's stated end."""
 
 
-def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray, float]]:
-    """Every frame of a video file, in order; raises FileTruncated if the file ends early."""
+def read_file(info: SourceInfo, cfg: SourceConfig, pick: Pick = None) -> Iterator[tuple[np.ndarray, float]]:
+    """Every frame of a video file (that ``pick`` keeps), in order; raises FileTruncated if the
+    file ends early."""
     try:
         container = av.open(info.uri, timeout=cfg.open_timeout)
     except av.error.FFmpegError as exc:
@@ -219,7 +224,8 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
                 last_t = t
                 n += 1
-                yield rgb_upright(frame), t
+                if pick is None or pick(t):  # before the RGB conversion, the costly part
+                    yield to_rgb(frame, info), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
                 f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
@@ -231,6 +237,18 @@ def read_file(info: SourceInfo, cfg: SourceConfig) -> Iterator[tuple[np.ndarray,
                 f"{info.name}: video is truncated: got {n} of {info.frames} frames "
                 f"(ended at {last_t:.1f} s of {duration:.1f} s)"
             )
+
+
+def to_rgb(frame: Any, info: SourceInfo) -> np.ndarray:
+    """A decoded frame as upright RGB; with ``info.decode_size`` (h, w) scaled in the same swscale
+    pass, which costs far less than full-size RGB followed by a resize when the model input is
+    small. A rotated frame, or one whose size differs from the probed size, is converted at full
+    size (turned upright; the capture stage fits it to its slot)."""
+    size = info.decode_size
+    if (size is None or getattr(frame, "rotation", 0)
+            or (frame.height, frame.width) != (info.height, info.width)):
+        return rgb_upright(frame)
+    return frame.to_ndarray(width=size[1], height=size[0], format="rgb24", interpolation="AREA")
 
 
 def read_images(info: SourceInfo) -> Iterator[tuple[np.ndarray, float]]:
@@ -275,8 +293,8 @@ class StreamReader:
     """
 
     def __init__(self, info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
-                 t0: float | None = None):
-        self.info, self.cfg, self.stop = info, cfg, stop
+                 t0: float | None = None, pick: Pick = None):
+        self.info, self.cfg, self.stop, self.pick = info, cfg, stop, pick
         self.on_reconnect = on_reconnect or (lambda: None)
         self.t0 = t0
 
@@ -323,7 +341,9 @@ class StreamReader:
                                 log.info("%s: %dx%d%s", self.info.name, frame.width, frame.height,
                                          f" @ {float(rate):.2f} fps" if rate else "")
                             got += 1
-                            yield rgb_upright(frame), time.monotonic() - start
+                            t = time.monotonic() - start
+                            if self.pick is None or self.pick(t):
+                                yield rgb_upright(frame), t
                             t_last = time.monotonic()
                             if self.stop.is_set():
                                 return
@@ -358,14 +378,16 @@ class StreamReader:
 
 def frames(info: SourceInfo, cfg: SourceConfig, stop: Any, on_reconnect: Any = None,
            t0: float | None = None) -> Iterator[tuple[np.ndarray, float]]:
-    """The frame iterator for any kind of source; live stream times count from ``t0`` (monotonic)."""
+    """The frame iterator for any kind of source, with ``source.stride`` / ``max_fps`` applied;
+    live stream times count from ``t0`` (monotonic)."""
+    picker = FramePicker(cfg)
+    pick = picker if picker.active else None
     if info.kind == "file":
-        return read_file(info, cfg)
-    if info.kind == "images":
-        return read_images(info)
-    if info.kind == "synthetic":
-        return read_synthetic(info)
-    return StreamReader(info, cfg, stop, on_reconnect, t0).frames()
+        return read_file(info, cfg, pick)
+    if info.kind in ("images", "synthetic"):
+        it = read_images(info) if info.kind == "images" else read_synthetic(info)
+        return it if pick is None else ((f, t) for f, t in it if pick(t))
+    return StreamReader(info, cfg, stop, on_reconnect, t0, pick).frames()
 
 
 def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counters: Any,
@@ -393,6 +415,9 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
             rgb = fit(rgb, slot_h, slot_w)
             h, w = rgb.shape[:2]
             ring.view(slot)["frame"][:h, :w] = rgb
+            if info.decode_size is not None and (h, w) == info.decode_size:
+                # decoded straight to the model size: boxes go to the source's own size
+                src_h, src_w = info.height, info.width
             ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic(),
                                            src_h=src_h, src_w=src_w), seq)
             counters.add("captured")

@@ -9,10 +9,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .credentials import RedactingFormatter, redact_text
 from .errors import GapstreamError
+
+if TYPE_CHECKING:
+    from .config import PipelineConfig
 
 log = logging.getLogger("gapstream")
 
@@ -36,8 +40,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run the pipeline on SOURCE: a video file, rtsp:// or http:// stream, /dev/videoN, "
         "an image folder or glob, or synthetic://?width=W&height=H&frames=N[&live=1].",
     )
-    p.add_argument("source", nargs="?", help="what to read (default: source.uri from --config, where "
-                   "${VAR} takes a password from the environment)")
+    p.add_argument("source", nargs="*", help="what to read (default: source.uri from --config, where "
+                   "${VAR} takes a password from the environment); several, each as NAME=URI, "
+                   "for several cameras in one run (or 'sources:' in the config)")
     p.add_argument("--out", metavar="VIDEO", help="write the annotated video here (e.g. out.mp4)")
     p.add_argument("--json", metavar="JSONL",
                    help="write per-frame detections as JSON Lines ('-': to stdout, the log stays on stderr)")
@@ -92,7 +97,16 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     check_outputs({"--out": args.out, "--json": args.json}, [args.config] if args.config else [])
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
-    pipe = Pipeline(args.source, config=cfg)
+    if cfg.source.decode_to_model is None:  # only JSON and stats wanted: decode at the model's size
+        from dataclasses import replace
+
+        from .pipeline import needs_full_frames
+
+        cfg = replace(cfg, source=replace(cfg.source, decode_to_model=not needs_full_frames(cfg)))
+    if len(args.source) > 1 or (cfg.sources and not args.source):
+        _run_cameras(args, cfg)
+        return
+    pipe = Pipeline(args.source[0] if args.source else None, config=cfg)
     with Progress() as progress:
         for _ in pipe.run():
             progress.update(pipe.source.frames if pipe.source and not pipe.source.live else None)
@@ -111,6 +125,22 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
                        "skips the files already done.")
     batch.add_args(p)
     p.set_defaults(func=batch.main)
+
+
+def _run_cameras(args: argparse.Namespace, cfg: PipelineConfig) -> None:
+    """Several cameras in one run (gapstream/multi.py)."""
+    from .multi import MultiPipeline, camera_line, parse_sources
+
+    pipe = MultiPipeline(parse_sources(args.source, cfg.source) if args.source else None, config=cfg)
+    for _ in pipe.run():
+        pass
+    assert pipe.stats is not None
+    written = [p for p in (cfg.output.json, cfg.events.json) if p and p != "-"]
+    # With --json - stdout carries only the JSON Lines.
+    out = sys.stderr if cfg.output.json == "-" else sys.stdout
+    print(f"gapstream: {pipe.stats.summary()}" + (f"; wrote {', '.join(written)}" if written else ""),
+          file=out)
+    print(f"gapstream: cameras: {camera_line(pipe.camera_stats)}", file=out)
 
 
 def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
@@ -170,6 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _is_image_file(arg: str) -> bool:
+    from .media import IMAGE_EXTS
+
+    return os.path.isfile(arg) and os.path.splitext(arg)[1].lower() in IMAGE_EXTS
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -179,6 +215,10 @@ def _main(argv: Sequence[str] | None) -> int:
             # The shell expanded an unquoted glob into one argument per file.
             hint = " (a glob such as frames/*.png must be quoted: gapstream run 'frames/*.png')"
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    if args.verb == "run" and len(args.source) > 1 and all(_is_image_file(a) for a in args.source):
+        # The shell expanded an unquoted glob into one argument per image (never several cameras).
+        parser.error(f"unrecognized arguments: {' '.join(args.source[1:])} (a glob such as frames/*.png "
+                     "must be quoted: gapstream run 'frames/*.png')")
     try:
         if args.verb in ("train", "export", "eval"):  # run sets up logging from its config
             _setup_logging("INFO")

@@ -50,34 +50,42 @@ def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, i
         model = GapModel(model_path, mcfg.num_threads or None, input_size)
         beat()
         h, w = model.input_size
-        out_shape = maps.view(0)["maps"].shape
         buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)
-        first_run = True
         while not stop.is_set():
             first = _next(frames, stop, beat)
             if first is EOS:
                 break
             batch, eos = collect_batch(frames, first, icfg.batch_size, icfg.batch_timeout_ms / 1000)
-            t0 = time.monotonic()
-            for i, (slot, rec) in enumerate(batch):
-                model.preprocess(frames.view(slot)["frame"][: rec.h, : rec.w], out=buf[i])
-            probs, fmaps = model.predict(buf[: len(batch)])
-            if first_run and fmaps.shape[1:] != out_shape:
-                raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} differ from {out_shape}")
-            first_run = False
-            t1 = time.monotonic()
-            for i, (slot, rec) in enumerate(batch):
-                mslot = maps.acquire(stop, on_wait=beat)
-                if mslot is None:
-                    return
-                v = maps.view(mslot)
-                v["probs"][:] = probs[i]
-                v["maps"][:] = fmaps[i]
-                rec.frame_slot, rec.t_inf0, rec.t_inf, rec.batch = slot, t0, t1, len(batch)
-                maps.publish(mslot, rec, rec.index)
-            counters.add("inferred", len(batch))
-            counters.add("batches")
+            if not run_batch(model, model_path, buf, [frames] * len(batch), batch, maps, stop, counters,
+                             beat):
+                return
             if eos:
                 break
     finally:
         maps.close_stream()
+
+
+def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Ring],
+              batch: list[tuple[int, FrameRecord]], maps: Ring, stop: Any, counters: Any,
+              beat: Callable[[], None] | None = None) -> bool:
+    """One batch (frame ``i`` in ``rings[i]``) through the model into the maps ring; False if stopped."""
+    t0 = time.monotonic()
+    for i, (slot, rec) in enumerate(batch):
+        model.preprocess(rings[i].view(slot)["frame"][: rec.h, : rec.w], out=buf[i])
+    probs, fmaps = model.predict(buf[: len(batch)])
+    out_shape = maps.view(0)["maps"].shape
+    if fmaps.shape[1:] != out_shape:
+        raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} differ from {out_shape}")
+    t1 = time.monotonic()
+    for i, (slot, rec) in enumerate(batch):
+        mslot = maps.acquire(stop, on_wait=beat)
+        if mslot is None:
+            return False
+        v = maps.view(mslot)
+        v["probs"][:] = probs[i]
+        v["maps"][:] = fmaps[i]
+        rec.frame_slot, rec.t_inf0, rec.t_inf, rec.batch = slot, t0, t1, len(batch)
+        maps.publish(mslot, rec, rec.index)
+    counters.add("inferred", len(batch))
+    counters.add("batches")
+    return True

@@ -26,8 +26,9 @@ import numpy as np
 from . import capture, infer, post, shm
 from .capture import SourceInfo
 from .config import PipelineConfig, PostConfig, load_config
-from .errors import ModelError, PipelineError
+from .errors import ConfigError, ModelError, PipelineError
 from .meta import ModelMeta, load_meta
+from .monitor import monitor_factories
 from .outputs import check_outputs
 from .paths import DEFAULT_MODEL
 from .results import Result
@@ -37,6 +38,7 @@ from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
+from .zones import keep_weights
 
 log = logging.getLogger("gapstream")
 
@@ -64,6 +66,7 @@ class Plan:
     frame_slots: int
     input_size: tuple[int, int]  # network input (h, w) for this source
     maps_shape: tuple[int, int, int]  # conv maps per frame (h, w, C)
+    keep: np.ndarray | None = None  # exclusion mask: per-cell weights on the maps grid (zones.py)
 
 
 @dataclass
@@ -144,12 +147,15 @@ class Pipeline:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
         input_size = meta.input_size_for(info.height, info.width, cfg.model.input_long_side)
+        if cfg.source.decode_to_model:
+            info = direct_decode(info, input_size, annotate, cfg)
         maps_shape = meta.maps_shape(input_size)
         frame_slots = self._fit_frame_slots(info, max(slots, cfg.infer.batch_size + 1),
                                             Ring.bytes_for(_maps_fields(meta, maps_shape),
                                                            cfg.buffers.result_slots))
         return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
-                    input_size=input_size, maps_shape=maps_shape)
+                    input_size=input_size, maps_shape=maps_shape,
+                    keep=keep_weights(cfg.source.masks, *maps_shape[:2]))
 
     def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
         """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
@@ -200,8 +206,11 @@ class Pipeline:
         stages = spawn(0)
         # Whichever set of stages is current when the run ends (a live restart replaces them).
         stack.callback(lambda: (started[0].stages if started else stages).close())
-        sinks = [stack.enter_context(open_sink()) for open_sink in sink_factories(cfg.output, info.fps,
-                                                                                  info.live)]
+        factories = sink_factories(cfg.output, info.fps, info.live) + monitor_factories(
+            cfg, plan.post, plan.meta.person_index, plan.annotate,
+            lambda: {cfg.source.name: {**counters.snapshot(),
+                                       "dropped": started[0].dropped if started else stages.frames.dropped}})
+        sinks = [stack.enter_context(open_sink()) for open_sink in factories]
         run = _Running(stages, errors, counters, sinks, beats, _watchdog_limits(cfg, info), spawn)
         started.append(run)
         stack.callback(lambda: run.stages.stop.set())  # first on the way out: every stage stops waiting
@@ -227,7 +236,7 @@ class Pipeline:
                 "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
                                             frames, maps, stop, counters, beats.beat("infer"))),
                 "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                          counters, beats.beat("post"))),
+                                          counters, beats.beat("post"), plan.keep)),
             }
             for name, (fn, args) in stages.items():
                 p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
@@ -315,11 +324,30 @@ def _watch(run: _Running, live: bool, next_index: int) -> None:
 
 
 def _frame_fields(info: SourceInfo) -> dict[str, Any]:
-    return {"frame": ((info.height, info.width, 3), np.uint8)}
+    return {"frame": ((*(info.decode_size or (info.height, info.width)), 3), np.uint8)}
 
 
 def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str, Any]:
     return {"probs": ((len(meta.labels),), np.float32), "maps": (maps_shape, np.float32)}
+
+
+def needs_full_frames(cfg: PipelineConfig) -> bool:
+    """Whether an output of this config shows or saves the frames themselves."""
+    return bool(cfg.output.video or cfg.output.show or cfg.output.annotate or cfg.events.snapshots
+                or cfg.http.port is not None)
+
+
+def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,
+                  cfg: PipelineConfig) -> SourceInfo:
+    """``info`` set to decode straight to the model's input size (``source.decode_to_model``)."""
+    if annotate or needs_full_frames(cfg):
+        raise ConfigError("source.decode_to_model: an output here needs full-size frames (video, window, "
+                          "annotation, snapshots or the live view)")
+    if info.kind != "file":
+        return info  # streams learn their frame size only once open: they keep the full-size path
+    log.info("decoding straight to the model's input size %dx%d (no output needs full frames)",
+             input_size[1], input_size[0])
+    return replace(info, decode_size=input_size)
 
 
 def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool = False) -> str | None:

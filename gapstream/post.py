@@ -16,11 +16,19 @@ from .detections import Detections
 from .meta import ModelMeta
 from .results import FrameRecord
 from .ring import EOS, Ring
+from .zones import masked_probs
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
-            height: int) -> tuple[int, np.ndarray, bool, Detections]:
-    """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels)."""
+            height: int, keep: np.ndarray | None = None) -> tuple[int, np.ndarray, bool, Detections]:
+    """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
+
+    ``keep`` (per-cell weights, see :func:`zones.keep_weights`) applies an exclusion mask to
+    the maps first, so that ``probs`` is overwritten with the masked probabilities.
+    """
+    if keep is not None:
+        maps = maps * keep[:, :, None]
+        probs[:] = masked_probs(maps, meta.dense_kernel, meta.dense_bias, np.ones_like(keep))
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)
@@ -38,13 +46,20 @@ def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Det
 
 def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
     """Boxes found on the stored frame, in the frame's own coordinates (it may have been scaled
-    down to fit its ring slot)."""
+    down to fit its ring slot, or decoded straight to the model's input size)."""
     return det.scaled((rec.src_w or rec.w) / rec.w, (rec.src_h or rec.h) / rec.h)
 
 
-def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring,
-              results: Any, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
-    """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place."""
+def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
+              results: Any, stop: Any, counters: Any, beat: Callable[[], None],
+              keep: np.ndarray | None | list[np.ndarray | None] = None) -> None:
+    """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
+
+    ``keep``: the exclusion mask's per-cell weights on the maps grid (None: no mask). With
+    several cameras, ``frames`` and ``keep`` are lists indexed by ``FrameRecord.camera``.
+    """
+    rings = frames if isinstance(frames, list) else [frames]
+    keeps = keep if isinstance(keep, list) else [keep]
     try:
         while not stop.is_set():
             beat()
@@ -57,10 +72,11 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             mslot, rec = item
             v = maps.view(mslot)
             probs = v["probs"].copy()
-            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h)
+            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h,
+                                               keeps[rec.camera])
             maps.release(mslot)
             if annotate:
-                frame = frames.view(rec.frame_slot)["frame"][: rec.h, : rec.w]
+                frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]
                 annotate_frame(frame, cam, is_person, det, float(probs[meta.person_index]), cfg)
             det = to_frame_coordinates(det, rec)
             rec.probs, rec.cls, rec.person, rec.cam = probs, cls, is_person, cam

@@ -24,7 +24,8 @@ class FrameRecord:
     h: int  # size of the frame as stored in its ring slot
     w: int
     t_cap: float
-    src_h: int = 0  # the frame's own size when it had to be scaled down to fit its slot (0: h, w)
+    src_h: int = 0  # the frame's own size when stored scaled down: to fit its slot, or decoded
+    # straight to the model's input size (source.decode_to_model); 0: h, w
     src_w: int = 0
     # inference
     frame_slot: int = -1
@@ -41,6 +42,7 @@ class FrameRecord:
     t_post: float | None = None
     # pipeline
     t_out: float | None = None
+    camera: int = 0  # index of the camera in a run with several (gapstream.multi)
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Result:
     cam: np.ndarray  # low-resolution CAM of the predicted class, in [0, 1]
     frame: np.ndarray
     latency_ms: float
+    camera: str = ""  # the camera's name in a run with several cameras (and in its JSON line)
 
     @classmethod
     def from_record(cls, rec: FrameRecord, frame: np.ndarray, person_index: int, now: float) -> Result:
@@ -78,4 +81,4 @@ class Result:
             "person": self.is_person,
             "boxes": self.detections.to_list(),
             "latency_ms": round(self.latency_ms, 1),
-        }
+        } | ({"camera": self.camera} if self.camera else {})

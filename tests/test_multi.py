@@ -1,0 +1,136 @@
+"""Several cameras in one run: shared batches, per-camera names, and one failing camera."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gapstream.config import load_config
+from gapstream.errors import ConfigError, PipelineError
+from gapstream.multi import MultiPipeline, parse_sources
+
+from .broker import free_port
+from .helpers import gapstream_children, make_video, shm_segments
+from .test_rtsp import RtspServer, gst_rtsp, rtsp_server  # noqa: F401, F811 - fixtures
+
+
+def test_cameras_share_batches_and_keep_their_names_and_order(tiny_model: Path, tmp_path: Path) -> None:
+    a = make_video(tmp_path / "a.mp4", frames=30, width=160, height=120)
+    b = make_video(tmp_path / "b.mp4", frames=20, width=320, height=240)
+    port = free_port()
+    cfg = load_config(None, {
+        "sources": [{"name": "front", "uri": str(a)}, {"name": "back", "uri": str(b)}],
+        "output.json": str(tmp_path / "out.jsonl"), "events.json": str(tmp_path / "events.jsonl"),
+        "events.on_threshold": 0.0, "events.off_threshold": 0.0, "events.min_frames": 1,
+        "http.port": port, "output.stats_interval": 0, "infer.batch_size": 4,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    seen: dict[str, list[tuple[int, int]]] = {"front": [], "back": []}
+    metrics = ""
+    for r in pipe.run():
+        seen[r.camera].append((r.index, int(np.median(r.frame[:, :, 0]))))
+        assert r.frame.shape == ((120, 160, 3) if r.camera == "front" else (240, 320, 3))
+        if not metrics and len(seen["front"]) == 10:
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert [i for i, _ in seen["front"]] == list(range(30))
+    assert [i for i, _ in seen["back"]] == list(range(20))
+    for cam in seen.values():  # each camera's own frames (the gray level is the frame index)
+        assert all(abs(g - (i * 8) % 256) <= 4 for i, g in cam)
+    assert pipe.stats is not None and pipe.stats.frames == 50 and pipe.stats.batches < 50
+    assert pipe.camera_stats["front"]["captured"] == 30 and pipe.camera_stats["back"]["captured"] == 20
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(r["camera"] for r in lines) == ["back"] * 20 + ["front"] * 30
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sorted((e["camera"], e["frames"]) for e in events) == [("back", 20), ("front", 30)]
+    assert 'gapstream_frames_captured_total{camera="front"}' in metrics
+    assert 'gapstream_frames_captured_total{camera="back"}' in metrics
+
+
+def test_a_failing_camera_does_not_stall_the_others(tiny_model: Path) -> None:
+    dead = f"rtsp://user:pw@127.0.0.1:{free_port()}/nothing"  # nobody listens
+    cfg = load_config(None, {
+        "sources": [{"name": "good", "uri": "synthetic://?width=64&height=48&frames=45&live=1&fps=15"},
+                    {"name": "bad", "uri": dead, "connect_attempts": 1, "open_timeout": 1.0}],
+        "output.stats_interval": 0,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    times = []
+    with pytest.raises(PipelineError, match="camera bad: cannot connect") as err:
+        for r in pipe.run():
+            assert r.camera == "good"
+            times.append((time.monotonic(), r.index))
+    assert "pw" not in str(err.value)  # the password is redacted
+    # Every frame of the good camera, at its pace: delivered in order or, being live, counted as
+    # dropped (a loaded machine may drop a few; never a stall).
+    got = [i for _, i in times]
+    assert got == sorted(set(got)) and got[-1] == 44
+    assert len(got) + pipe.camera_stats["good"]["dropped"] == 45 and len(got) >= 35
+    assert pipe.failed.keys() == {"bad"}
+    gaps = np.diff([t for t, _ in times])
+    assert gaps.max() < 1.0  # the failure (about 1 s into the run) never held the good camera up
+    assert not shm_segments() and not gapstream_children()
+
+
+def test_cli_several_sources_and_errors(tiny_model: Path, tmp_path: Path) -> None:
+    a = make_video(tmp_path / "a.mp4", frames=10)
+    r = subprocess.run([sys.executable, "-m", "gapstream", "run", f"left={a}", f"right={a}", "--model",
+                        str(tiny_model), "--json", str(tmp_path / "o.jsonl")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "20 frames" in r.stdout and "left 10 frames" in r.stdout and "right 10 frames" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "gapstream", "run", str(a), str(a), "--model", str(tiny_model),
+                        "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("gapstream: error: output.video and --show take one")
+
+
+def test_sources_config_inherits_and_checks_names() -> None:
+    cfg = load_config(None, {"source.open_timeout": 3.0,
+                             "sources": [{"uri": "x.mp4"}, {"uri": "y.mp4", "name": "yard"}]})
+    assert [(s.name, s.open_timeout) for s in cfg.sources] == [("cam1", 3.0), ("yard", 3.0)]
+    with pytest.raises(ConfigError, match="'sources' has two cameras of one name"):
+        load_config(None, {"sources": [{"uri": "x", "name": "a"}, {"uri": "y", "name": "a"}]})
+    with pytest.raises(ConfigError, match="'sources.1..name'"):
+        load_config(None, {"sources": [{"uri": "x"}, {"uri": "y", "name": "a b"}]})
+    base = load_config(None).source
+    assert [(s.name, s.uri) for s in parse_sources(["door=rtsp://h/x", "/v/a=b.mp4", "c.mp4"], base)] == [
+        ("door", "rtsp://h/x"), ("cam2", "/v/a=b.mp4"), ("cam3", "c.mp4")]
+
+
+def test_a_reconnecting_camera_does_not_stall_the_others(rtsp_server: RtspServer,  # noqa: F811
+                                                         tiny_model: Path) -> None:
+    cfg = load_config(None, {
+        "source.open_timeout": 2.0, "source.backoff_initial": 0.2, "source.backoff_max": 1.0,
+        "source.reconnect_attempts": 10, "source.max_width": 320, "source.max_height": 240,
+        "sources": [{"name": "rtsp", "uri": rtsp_server.url},
+                    {"name": "ticker", "uri": "synthetic://?width=64&height=48&frames=150&live=1&fps=15"}],
+        "infer.batch_size": 2, "output.stats_interval": 0,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    ticker: list[float] = []
+    rtsp: list[float] = []
+    killed_at = 0.0
+    start = time.monotonic()
+    for r in pipe.run():
+        now = time.monotonic()
+        (ticker if r.camera == "ticker" else rtsp).append(now)
+        if not killed_at and len(rtsp) == 10:
+            rtsp_server.kill()  # the camera vanishes; restarted 1.5 s later, from another thread
+            killed_at = now
+            threading.Timer(1.5, rtsp_server.start).start()
+        # The ticker is done (or something is wrong); the RTSP camera would go on forever.
+        if (r.camera == "ticker" and r.index == 149) or now - start > 60:
+            pipe.stop()
+    assert killed_at and len(ticker) + pipe.camera_stats["ticker"]["dropped"] == 150
+    # The ticker never waited for the reconnecting camera (an outage here lasts 2 s or more).
+    assert np.diff(ticker).max() < 1.5, np.diff(ticker).max()
+    assert any(t > killed_at + 1.5 for t in rtsp), "the RTSP camera did not come back"
+    assert pipe.camera_stats["rtsp"]["reconnects"] >= 1 and not pipe.failed, (pipe.camera_stats, pipe.failed)
