@@ -27,8 +27,8 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
     the maps first, so that ``probs`` is overwritten with the masked probabilities.
     """
     if keep is not None:
+        probs[:] = masked_probs(maps, meta.dense_kernel, meta.dense_bias, keep, meta.pooling)
         maps = maps * keep[:, :, None]
-        probs[:] = masked_probs(maps, meta.dense_kernel, meta.dense_bias, np.ones_like(keep))
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)

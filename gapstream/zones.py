@@ -5,9 +5,9 @@ rasterised once per CAM grid into per-cell coverage weights (supersampled, so a 
 through a cell counts the cell's covered fraction).
 
 An exclusion mask removes its cells' contribution before anything is decided: the person
-probability is recomputed by global average pooling over the kept cells only (the CAM is
-the per-cell class score, so GAP over the CAM plus the dense bias gives the logits), and the
-CAM for boxes has the masked cells zeroed. A zone's person score is the person probability
+probability is recomputed with the model's own pooling (``meta.pooling``: global average, or
+the top-k mean) over the kept cells only (the CAM is the per-cell class score, so pooling it
+plus the dense bias gives the logits), and the CAM for boxes has the masked cells zeroed. A zone's person score is the person probability
 times the share of the CAM's mass inside the zone.
 """
 
@@ -60,16 +60,29 @@ def keep_weights(masks: Sequence[Polygon], grid_h: int, grid_w: int) -> np.ndarr
     return 1.0 - _cached(_frozen(masks), grid_h, grid_w)
 
 
-def masked_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Class probabilities of conv ``maps (h, w, C)`` pooled over the kept cells only.
+TOPK_SHARE = 0.05  # the share of cells a "topk" model pools (gapstream/training/fcn.py, k=0.05)
 
-    GAP is linear: the logits are the mean over cells of ``maps @ kernel`` plus ``bias``; the
-    masked cells are left out of the sum, and the mean is over the whole grid so that a
-    person in the kept area scores as it would without the mask.
+
+def masked_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, keep: np.ndarray,
+                 pooling: str = "gap") -> np.ndarray:
+    """Class probabilities of conv ``maps (h, w, C)`` pooled over the kept cells only, the way
+    the model pools (``meta.pooling``).
+
+    The per-cell class scores are ``maps @ kernel``. ``gap``: GAP is linear, so the logits are
+    the mean over cells of the scores weighted by ``keep``, plus ``bias``; the mean is over the
+    whole grid so that a person in the kept area scores as it would without the mask. ``topk``:
+    per class the mean of the ``k`` highest scores (``k`` the model's share of the whole grid)
+    among the cells the mask leaves at least half uncovered, plus ``bias``.
     """
     h, w, c = maps.shape
     scores = maps.reshape(h * w, c) @ kernel  # (hw, K)
-    logits = (scores * keep.reshape(-1, 1)).sum(axis=0) / (h * w) + bias
+    if pooling == "topk":
+        kept = scores[keep.reshape(-1) >= 0.5]
+        k = min(max(1, round(TOPK_SHARE * h * w)), len(kept))
+        pooled = -np.sort(-kept, axis=0)[:k].mean(axis=0) if k else np.zeros(scores.shape[1])
+        logits = pooled + bias
+    else:
+        logits = (scores * keep.reshape(-1, 1)).sum(axis=0) / (h * w) + bias
     e = np.exp(logits - logits.max())
     return (e / e.sum()).astype(np.float32)
 

@@ -96,6 +96,24 @@ def test_masked_probs_without_mask_is_plain_gap() -> None:
     assert keep_weights([], 4, 5) is None
 
 
+def test_masked_probs_follow_topk_pooling() -> None:
+    """A "topk" model (meta.pooling): the mean of the top 5 % cell scores, masked cells left out."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(10, 12, 8)).astype(np.float32)
+    kernel, bias = rng.normal(size=(8, 2)).astype(np.float32), np.array([0.1, -0.2], np.float32)
+
+    def ref(cells: np.ndarray) -> np.ndarray:
+        top = -np.sort(-(cells.reshape(-1, 8) @ kernel), axis=0)[:6]  # 5 % of 120 cells
+        logits = top.mean(axis=0) + bias
+        return np.exp(logits) / np.exp(logits).sum()
+
+    np.testing.assert_allclose(masked_probs(maps, kernel, bias, np.ones((10, 12)), "topk"), ref(maps),
+                               rtol=1e-5)
+    keep = np.ones((10, 12))
+    keep[:, :6] = 0  # the left half masked
+    np.testing.assert_allclose(masked_probs(maps, kernel, bias, keep, "topk"), ref(maps[:, 6:]), rtol=1e-5)
+
+
 def test_coverage_and_zone_scores() -> None:
     left = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
     cov = coverage([left], 4, 4)
