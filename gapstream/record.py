@@ -58,6 +58,7 @@ def run_recorder(source: SourceConfig, cfg: EventsConfig, commands: Any, stop: A
     folder = Path(cfg.clips or ".")
     buf: collections.deque[tuple[float, Any]] = collections.deque()
     clips: dict[str, _Clip] = {}
+    pending: list[tuple[str, str, float]] = []  # commands waiting for the stream's first keyframe
     delay = source.backoff_initial
     while not stop.is_set():
         try:
@@ -76,7 +77,7 @@ def run_recorder(source: SourceConfig, cfg: EventsConfig, commands: Any, stop: A
                     _trim(buf, now - cfg.pre_roll - 1.0)
                     for clip in clips.values():
                         clip.mux(pkt)
-                    _commands(commands, clips, buf, st, folder, cfg, source.name)
+                    _commands(commands, pending, clips, buf, st, folder, cfg, source.name)
                     for eid in [e for e, clip in clips.items() if clip.end is not None and now >= clip.end]:
                         clips.pop(eid).close()
         except (av.error.FFmpegError, OSError) as exc:
@@ -99,24 +100,31 @@ def _trim(buf: collections.deque, oldest: float) -> None:
             buf.popleft()
 
 
-def _commands(commands: Any, clips: dict[str, _Clip], buf: collections.deque, st: Any, folder: Path,
-              cfg: EventsConfig, camera: str) -> None:
+def _commands(commands: Any, pending: list[tuple[str, str, float]], clips: dict[str, _Clip],
+              buf: collections.deque, st: Any, folder: Path, cfg: EventsConfig, camera: str) -> None:
+    """Carry out the listener's commands, in order. An event that starts before the recorder has
+    seen a keyframe (it connects at the same time as the capture) waits for one in ``pending``."""
     while True:
         try:
-            kind, eid, t = commands.get_nowait()
+            pending.append(commands.get_nowait())
         except queue.Empty:
-            return
+            break
+    while pending:
+        kind, eid, t = pending[0]
         if kind == "start" and eid not in clips:
             keys = [i for i, (ts, p) in enumerate(buf) if p.is_keyframe and ts <= t - cfg.pre_roll]
             first = keys[-1] if keys else next((i for i, (_, p) in enumerate(buf) if p.is_keyframe), None)
             if first is None:
-                continue  # no keyframe yet: nothing decodable to start from
+                return  # no keyframe yet: nothing decodable to start from; tried again next packet
+            pending.pop(0)
             clip = _Clip(folder / f"{camera}-{eid}.mp4", st)
             for _, pkt in list(buf)[first:]:
                 clip.mux(pkt)
             clips[eid] = clip
-        elif kind == "end" and eid in clips:
-            clips[eid].end = t + cfg.post_roll
+        else:
+            pending.pop(0)
+            if kind == "end" and eid in clips:
+                clips[eid].end = t + cfg.post_roll
 
 
 class ClipRecorder:

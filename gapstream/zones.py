@@ -7,8 +7,9 @@ through a cell counts the cell's covered fraction).
 An exclusion mask removes its cells' contribution before anything is decided: the person
 probability is recomputed with the model's own pooling (``meta.pooling``: global average, or
 the top-k mean) over the kept cells only (the CAM is the per-cell class score, so pooling it
-plus the dense bias gives the logits), and the CAM for boxes has the masked cells zeroed. A zone's person score is the person probability
-times the share of the CAM's mass inside the zone.
+plus the dense bias gives the logits), and the CAM for boxes has the masked cells zeroed.
+A zone's person score is the person probability times the share of the CAM's mass inside
+the zone.
 """
 
 from __future__ import annotations

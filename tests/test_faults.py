@@ -19,6 +19,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from gapstream.config import load_config
 from gapstream.detections import Detections
@@ -140,7 +141,10 @@ def test_read_only_folder_full_disk_and_bad_encoder_option_give_one_error(tiny_m
     assert not (tmp_path / "p.mp4").exists()
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+# Every single-source config; a several-camera one (configs/cameras-4.yaml: RTSP cameras with
+# max_fps, secrets from the environment, a broker) is for cameras, not files (see test_multi.py).
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")
+                                          if "sources" not in (yaml.safe_load(p.read_text()) or {})))
 def test_every_shipped_config_keeps_every_frame_of_a_file(tiny_model: Path, tmp_path: Path,
                                                           config: str) -> None:
     clip = make_video(tmp_path / "clip.mp4", frames=200)
@@ -158,7 +162,10 @@ def test_every_shipped_config_keeps_every_frame_of_a_file(tiny_model: Path, tmp_
 def test_small_dev_shm_fits_the_rings_or_says_what_is_needed(tiny_model: Path, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "hd.mp4", frames=12, width=1920, height=1080)
     js = tmp_path / "o.jsonl"
-    base = (str(clip), "--model", str(tiny_model), "--stats-interval", "0", "--json", str(js))
+    full = tmp_path / "full-frames.yaml"  # JSON only would decode straight to the model's size
+    full.write_text("source:\n  decode_to_model: false\n")
+    base = (str(clip), "--model", str(tiny_model), "--stats-interval", "0", "--json", str(js),
+            "--config", str(full))
     # Docker's default 64 MB: 16 slots of 1080p (100 MB) do not fit, fewer do; no frame is lost.
     r = run_with_tmpfs({"/dev/shm": "size=64m"}, *base)
     assert r.returncode == 0, r.stderr
@@ -172,6 +179,10 @@ def test_small_dev_shm_fits_the_rings_or_says_what_is_needed(tiny_model: Path, t
     r = run_with_tmpfs({"/dev/shm": "size=8m"}, *base, "--batch", "1")
     assert_one_clear_error(r, "not enough shared memory", "/dev/shm has 8 MB free")
     assert not [n for n in r.left["/dev/shm"] if n.startswith("gapstream_")]
+    # JSON only (decode_to_model by default): the ring holds model-size frames; 64 MB is plenty.
+    r = run_with_tmpfs({"/dev/shm": "size=64m"}, *base[:-2])
+    assert r.returncode == 0, r.stderr
+    assert "decoding straight to the model's input size" in r.stderr and "instead of 16" not in r.stderr
 
 
 def test_a_ring_larger_than_dev_shm_is_an_error_when_made_never_a_sigbus() -> None:
