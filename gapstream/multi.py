@@ -200,6 +200,7 @@ class MultiPipeline:
                                lambda: sum(r.dropped for r in rings))
         last_log = time.monotonic()
         limits = self._watchdog_limits(plan)
+        last_watch = time.monotonic()
         while not signalled.is_set():
             try:
                 item = results.get(timeout=0.2)
@@ -211,6 +212,9 @@ class MultiPipeline:
             if item is EOS:
                 break
             slot, rec = item
+            if time.monotonic() - last_watch >= 0.5:  # the other cameras' results keep the queue busy
+                last_watch = time.monotonic()
+                self._watch(beats, limits, procs, rings, names)
             ring = rings[rec.camera]
             frame = ring.view(slot)["frame"][: rec.h, : rec.w]
             result = Result.from_record(rec, frame, plan.meta.person_index, time.monotonic())

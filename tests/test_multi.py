@@ -134,3 +134,29 @@ def test_a_reconnecting_camera_does_not_stall_the_others(rtsp_server: RtspServer
     assert np.diff(ticker).max() < 1.5, np.diff(ticker).max()
     assert any(t > killed_at + 1.5 for t in rtsp), "the RTSP camera did not come back"
     assert pipe.camera_stats["rtsp"]["reconnects"] >= 1 and not pipe.failed, (pipe.camera_stats, pipe.failed)
+
+
+def test_watchdog_stops_a_hung_camera_and_the_others_go_on(tiny_model: Path) -> None:
+    """Every camera's capture has a heartbeat: a SIGSTOPped one is found within watchdog_timeout
+    (while the other cameras keep delivering) and ends alone, like a failed camera."""
+    import multiprocessing as mp
+    import os
+    import re
+    import signal
+
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0})
+    live = "synthetic://?width=64&height=48&fps=10&live=1&frames=150"
+    pipe = MultiPipeline(parse_sources([f"a={live}", f"b={live}"], cfg.source), str(tiny_model), cfg)
+    counts = {"a": 0, "b": 0}
+    stopped = False
+    with pytest.raises(PipelineError, match="camera a: capture:a stage made no progress") as err:
+        for r in pipe.run():
+            counts[r.camera] += 1
+            if not stopped and counts["a"] == 10:
+                (cap,) = [p for p in mp.active_children() if p.name == "gapstream-capture-a"]
+                os.kill(cap.pid, signal.SIGSTOP)
+                stopped = True
+    silent = int(re.search(r"no progress for (\d+) s", str(err.value)).group(1))
+    assert 2 <= silent <= 6, str(err.value)  # noticed while camera b still delivered (15 s of frames)
+    assert "a" in pipe.failed and not gapstream_children() and not shm_segments()
+    assert counts["b"] >= 140  # a live camera may drop a frame under load
