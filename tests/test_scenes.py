@@ -106,5 +106,14 @@ def test_train_and_export_scene_model(tmp_path: Path) -> None:
         probs, maps = GapModel(path).predict(x[:8])
         assert maps.shape[1:3] == (4, 7)
         cams[q] = maps @ meta.dense_kernel[:, 1]
+    # Top-k pools the same share of cells at any input size: TFLite at the portrait size
+    # matches the Keras model built at that size.
+    from gapstream.training.fcn import build_scene_model
+
+    portrait, _, _ = build_scene_model(None, (112, 64), pooling="topk")
+    portrait.set_weights(model.get_weights())
+    xp = np.ascontiguousarray(x[:4].transpose(0, 2, 1, 3))
+    tfl, _ = GapModel(paths["float32"], input_size=(112, 64)).predict(xp)
+    np.testing.assert_allclose(tfl, portrait.predict(xp.astype(np.float32), verbose=0), atol=1e-4)
     r = np.corrcoef(cams["int8"].ravel(), cams["float32"].ravel())[0, 1]
     assert r > 0.9, f"int8 vs float CAM correlation {r:.3f} at 64x112"

@@ -50,7 +50,10 @@ def spatial_pool_layer() -> Any:
             if self.mode == "gap":
                 return tf.reduce_mean(s, axis=[1, 2])
             flat = tf.reshape(tf.transpose(s, [0, 3, 1, 2]), [tf.shape(s)[0], s.shape[3], -1])
-            k = max(1, round(self.k * s.shape[1] * s.shape[2]))
+            # k follows the map's size at run time (a keep-aspect input changes the cell count),
+            # so the exported graph pools the same share of cells at every input size.
+            cells = tf.cast(tf.shape(flat)[2], tf.float32)
+            k = tf.maximum(1, tf.cast(tf.round(self.k * cells), tf.int32))
             return tf.reduce_mean(tf.math.top_k(flat, k=k).values, axis=-1)
 
         def get_config(self) -> dict:
