@@ -138,16 +138,20 @@ def export_scene(model: Any, out_dir: str | Path, calib: np.ndarray | None,
                  stem: str = STEM) -> dict[str, Path]:
     """Export a scene model (:mod:`.fcn`): keep-aspect input, its stride and pooling in the metadata.
 
-    The CAM kernel stored is the difference of the two class columns: softmax depends only
-    on that difference, so the person CAM is the per-cell evidence for person over no person.
+    The CAM kernel stored is the difference of the two class columns in the person column and
+    zeros in the other, the bias likewise: softmax depends only on that difference, so the person
+    CAM is the per-cell evidence for person over no person, and pooling these per-cell scores
+    (zones.masked_probs) gives the model's own probabilities for GAP.
     """
     from ..gapmodel import GapModel
     from .fcn import scene_dual_output, scene_model_info
 
     info = scene_model_info(model)
     kernel, bias = dense_weights(model)
-    diff = (kernel[:, PERSON_INDEX] - kernel[:, 1 - PERSON_INDEX])[:, None]
-    cam_kernel = np.concatenate([-diff, diff] if PERSON_INDEX == 1 else [diff, -diff], axis=1)
+    cam_kernel = np.zeros_like(kernel)
+    cam_kernel[:, PERSON_INDEX] = kernel[:, PERSON_INDEX] - kernel[:, 1 - PERSON_INDEX]
+    cam_bias = np.zeros_like(bias)
+    cam_bias[PERSON_INDEX] = bias[PERSON_INDEX] - bias[1 - PERSON_INDEX]
     dual = scene_dual_output(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +161,7 @@ def export_scene(model: Any, out_dir: str | Path, calib: np.ndarray | None,
         path.write_bytes(convert(model, q, calib, dual))
         meta = ModelMeta(
             labels=list(LABELS), person_index=PERSON_INDEX, input_size=info["input_hw"],
-            dense_kernel=cam_kernel, dense_bias=bias, quantization=q, backbone=info["backbone"],
+            dense_kernel=cam_kernel, dense_bias=cam_bias, quantization=q, backbone=info["backbone"],
             alpha=info["alpha"], output_stride=info["stride"], input_mode="keep_aspect",
             pooling=info["pooling"], cam_threshold=cam_threshold,
         )
