@@ -113,8 +113,14 @@ def evaluate(
         from .export import load_keras
 
         km = load_keras(keras_model) if isinstance(keras_model, (str, Path)) else keras_model
-        dual = dual_output(km)
         kernel, _ = dense_weights(km)
+        if km.name.startswith("gapfcn_"):  # a scene model: its maps feed the dense layer per cell
+            from .fcn import scene_dual_output
+
+            dual = scene_dual_output(km)
+            kernel = kernel - kernel[:, ::-1]  # the CAM of a class: its evidence over the other
+        else:
+            dual = dual_output(km)
 
         def keras_fn(x: np.ndarray, dual: Any = dual) -> tuple:
             p, m = dual(x.astype(np.float32), training=False)
