@@ -9,9 +9,9 @@ def _interrupt(signum: int, frame: object) -> None:
 # Before the imports: a SIGTERM this early stops like Ctrl-C (exit 130).
 signal.signal(signal.SIGTERM, _interrupt)
 try:
-    from .cli import main
+    from .cli import entry
 except KeyboardInterrupt:
     print("gapstream: interrupted", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+entry()

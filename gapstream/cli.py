@@ -65,14 +65,9 @@ def _run(args: argparse.Namespace) -> int:
 
     # From here on a signal only sets a flag (checked once the pipeline runs), so that it can
     # never interrupt the opening of a ring or a sink halfway.
-    try:
-        with stop_on_signals() as signalled:
-            _run_pipeline(args)
-    finally:
-        # The run is over and the process exits: a late second signal must not turn a clean
-        # exit into a death by signal.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+    # A signal after the run (the outputs are complete by then) is a Ctrl-C like any other: exit 130.
+    with stop_on_signals() as signalled:
+        _run_pipeline(args)
     if signalled.is_set():
         raise KeyboardInterrupt
     return 0
@@ -187,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def entry() -> None:
+    """The ``gapstream`` program: :func:`main`, then exit without a late signal's traceback."""
+    code = main()
+    # Exiting now, with every output closed: a late signal must not turn the exit into a death
+    # by signal. Only the program does this, never main(), so callers keep their handlers.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
