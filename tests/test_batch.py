@@ -138,7 +138,10 @@ def test_resume_after_interrupted_run(tiny_model: Path, tmp_path: Path) -> None:
     before = dead_owner_segments()
     cmd = [sys.executable, "-m", "gapstream", "batch", str(src), "--out", str(out), "--model",
            str(tiny_model), "--workers", "1", "--no-progress"]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    # The child starts with Ctrl-C's default action whatever this process inherited (an ignored
+    # SIGINT is inherited across exec, and Python then never installs its KeyboardInterrupt).
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as proc:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (out / "manifest.json").exists():
             time.sleep(0.05)
