@@ -31,6 +31,32 @@ def cam_batch(maps: np.ndarray, kernel: np.ndarray, classes: np.ndarray) -> np.n
     return cams.astype(np.float32, copy=False)
 
 
+def pool_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, pooling: str = "gap",
+               share: float = 0.05, keep: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities ``(N, K)`` of conv ``maps (N, h, w, C)``, pooled the way the model's
+    graph pools (``meta.pooling``), from the per-cell class scores ``maps @ kernel``.
+
+    ``gap``: GAP is linear, so the logits are the mean over cells of the scores (weighted by
+    ``keep``, an exclusion mask's per-cell weights, over the whole grid so that a person in the
+    kept area scores as it would without the mask) plus ``bias``. ``topk``: per class the mean of
+    the ``k`` highest scores (``k`` = ``share`` of the whole grid) among the cells ``keep`` leaves
+    at least half uncovered, plus ``bias``.
+    """
+    n, h, w, c = maps.shape
+    scores = maps.reshape(n, h * w, c) @ kernel  # (N, hw, K)
+    if pooling == "topk":
+        if keep is not None:
+            scores = scores[:, keep.reshape(-1) >= 0.5]
+        k = min(max(1, round(share * h * w)), scores.shape[1])
+        pooled = -np.sort(-scores, axis=1)[:, :k].mean(axis=1) if k else np.zeros((n, kernel.shape[1]))
+    else:
+        weights = np.ones(h * w, np.float32) if keep is None else keep.reshape(-1).astype(np.float32)
+        pooled = (scores * weights[None, :, None]).sum(axis=1) / (h * w)
+    logits = pooled + bias
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def upsample(cam: np.ndarray, width: int, height: int, cubic: bool = False) -> np.ndarray:
     """Resize a low-resolution CAM to the frame size."""
     interp = cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR

@@ -49,8 +49,20 @@ class ModelMeta:
     # Width and height factors about each box's centre: a CAM region covers the most telling
     # part of a person (often the torso); eval --tune-threshold fits these on validation boxes.
     box_scale: tuple[float, float] = (1.0, 1.0)
+    # The dense layer as trained, (C, K) and (K,), when the CAM kernel above is a derived one
+    # (scene models store the person-minus-no-person difference). The run time pools these
+    # per-cell scores itself (cam.pool_probs) instead of trusting an int8 graph's pooling.
+    pool_kernel: np.ndarray | None = None
+    pool_bias: np.ndarray | None = None
+    topk_share: float = 0.05  # the share of cells a "topk" model pools
     tflite_sha256: str = ""
     metrics: dict = field(default_factory=dict)
+
+    def pool_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """The dense weights whose per-cell scores the model pools into its logits."""
+        if self.pool_kernel is not None and self.pool_bias is not None:
+            return self.pool_kernel, self.pool_bias
+        return self.dense_kernel, self.dense_bias
 
     def input_size_for(self, height: int, width: int, long_side: int = 0) -> tuple[int, int]:
         """The network input (h, w) for frames of ``height x width``.
@@ -79,6 +91,11 @@ class ModelMeta:
         d["input_size"] = list(self.input_size)
         d["input_range"] = list(self.input_range)
         d["box_scale"] = list(self.box_scale)
+        for key in ("pool_kernel", "pool_bias"):
+            if d[key] is None:
+                del d[key]
+            else:
+                d[key] = np.asarray(d[key], np.float32).tolist()
         return d
 
     @classmethod
@@ -106,6 +123,9 @@ class ModelMeta:
                 input_long_side=int(d.get("input_long_side", 0)),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 box_scale=(float(d.get("box_scale", (1, 1))[0]), float(d.get("box_scale", (1, 1))[1])),
+                pool_kernel=None if "pool_kernel" not in d else np.asarray(d["pool_kernel"], np.float32),
+                pool_bias=None if "pool_bias" not in d else np.asarray(d["pool_bias"], np.float32),
+                topk_share=float(d.get("topk_share", 0.05)),
                 tflite_sha256=d.get("tflite_sha256", ""),
                 metrics=dict(d.get("metrics", {})),
             )
@@ -113,6 +133,12 @@ class ModelMeta:
             raise ModelError(f"{source}: malformed model metadata ({exc})") from exc
         if kernel.ndim != 2 or kernel.shape[1] != len(meta.labels) or bias.shape != (len(meta.labels),):
             raise ModelError(f"{source}: dense weights do not match the {len(meta.labels)} labels")
+        if (meta.pool_kernel is None) != (meta.pool_bias is None) or (
+                meta.pool_kernel is not None and (meta.pool_kernel.shape != kernel.shape
+                                                  or meta.pool_bias.shape != bias.shape)):
+            raise ModelError(f"{source}: pooling weights do not match the dense weights")
+        if not 0 < meta.topk_share <= 1:
+            raise ModelError(f"{source}: topk_share must be in (0, 1]")
         return meta
 
 

@@ -27,7 +27,7 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
     the maps first, so that ``probs`` is overwritten with the masked probabilities.
     """
     if keep is not None:
-        probs[:] = masked_probs(maps, meta.dense_kernel, meta.dense_bias, keep, meta.pooling)
+        probs[:] = masked_probs(maps, meta, keep)
         maps = maps * keep[:, :, None]
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]

@@ -20,6 +20,9 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .cam import pool_probs
+from .meta import ModelMeta
+
 Polygon = Sequence[Sequence[float]]
 
 _SUPERSAMPLE = 16  # sub-cells per cell side when rasterising a polygon
@@ -61,31 +64,11 @@ def keep_weights(masks: Sequence[Polygon], grid_h: int, grid_w: int) -> np.ndarr
     return 1.0 - _cached(_frozen(masks), grid_h, grid_w)
 
 
-TOPK_SHARE = 0.05  # the share of cells a "topk" model pools (gapstream/training/fcn.py, k=0.05)
-
-
-def masked_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, keep: np.ndarray,
-                 pooling: str = "gap") -> np.ndarray:
-    """Class probabilities of conv ``maps (h, w, C)`` pooled over the kept cells only, the way
-    the model pools (``meta.pooling``).
-
-    The per-cell class scores are ``maps @ kernel``. ``gap``: GAP is linear, so the logits are
-    the mean over cells of the scores weighted by ``keep``, plus ``bias``; the mean is over the
-    whole grid so that a person in the kept area scores as it would without the mask. ``topk``:
-    per class the mean of the ``k`` highest scores (``k`` the model's share of the whole grid)
-    among the cells the mask leaves at least half uncovered, plus ``bias``.
-    """
-    h, w, c = maps.shape
-    scores = maps.reshape(h * w, c) @ kernel  # (hw, K)
-    if pooling == "topk":
-        kept = scores[keep.reshape(-1) >= 0.5]
-        k = min(max(1, round(TOPK_SHARE * h * w)), len(kept))
-        pooled = -np.sort(-kept, axis=0)[:k].mean(axis=0) if k else np.zeros(scores.shape[1])
-        logits = pooled + bias
-    else:
-        logits = (scores * keep.reshape(-1, 1)).sum(axis=0) / (h * w) + bias
-    e = np.exp(logits - logits.max())
-    return (e / e.sum()).astype(np.float32)
+def masked_probs(maps: np.ndarray, meta: ModelMeta, keep: np.ndarray) -> np.ndarray:
+    """Class probabilities of one frame's conv ``maps (h, w, C)`` pooled over the cells an
+    exclusion mask keeps (``keep``, per-cell weights), the way the model pools (:func:`cam.pool_probs`)."""
+    kernel, bias = meta.pool_weights()
+    return pool_probs(maps[None], kernel, bias, meta.pooling, meta.topk_share, keep)[0]
 
 
 def zone_scores(cam: np.ndarray, person_prob: float, zones: dict[str, Polygon]) -> dict[str, float]:

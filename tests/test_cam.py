@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from gapstream.annotate import blend
-from gapstream.cam import boxes_from_cam, cam_batch, cam_peaks, localize, split_by_peaks, upsample
+from gapstream.cam import boxes_from_cam, cam_batch, cam_peaks, localize, pool_probs, split_by_peaks, upsample
 from gapstream.config import PostConfig
+from gapstream.gapmodel import GapModel
+from gapstream.meta import load_meta, save_meta
 from gapstream.metrics import iou
 
 
@@ -139,3 +143,38 @@ def test_box_scale_resizes_about_the_centre_and_clips() -> None:
     assert abs((ty1 + ty2) / 2 - (y1 + y2) / 2) < 1e-3  # same centre
     _, huge = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(base, box_scale=[10.0, 10.0]))
     assert huge.xyxy[0].tolist() == [0, 0, 448, 256]  # clipped to the frame
+
+
+def test_pool_probs_gap_is_gap_then_dense_and_topk_pools_each_class() -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+    kernel, bias = rng.normal(size=(6, 2)).astype(np.float32), np.array([0.2, -0.1], np.float32)
+    logits = maps.mean(axis=(1, 2)) @ kernel + bias
+    ref = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pool_probs(maps, kernel, bias), ref, rtol=1e-5)
+    scores = maps.reshape(3, 20, 6) @ kernel
+    top = -np.sort(-scores, axis=1)[:, :2].mean(axis=1) + bias  # 10 % of 20 cells
+    ref = np.exp(top) / np.exp(top).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pool_probs(maps, kernel, bias, "topk", 0.1), ref, rtol=1e-5)
+
+
+def test_model_pools_its_maps_when_the_metadata_carries_the_trained_dense_layer(tiny_model: Path,
+                                                                                tmp_path: Path) -> None:
+    """With ``pool_kernel`` in the sidecar the probabilities come from the dequantised maps by
+    the model's pooling, not from the graph's own output."""
+    frames = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), np.uint8)
+    graph_probs, maps = GapModel(tiny_model).predict(frames)
+    path = tmp_path / tiny_model.name
+    shutil.copy(tiny_model, path)
+    meta = load_meta(tiny_model)
+    kernel = np.random.default_rng(1).normal(size=meta.dense_kernel.shape).astype(np.float32)
+    bias = np.array([0.5, -0.5], np.float32)
+    meta.pool_kernel, meta.pool_bias, meta.pooling, meta.topk_share = kernel, bias, "topk", 0.25
+    save_meta(meta, path)
+    loaded = load_meta(path)
+    np.testing.assert_array_equal(loaded.pool_kernel, kernel)
+    assert loaded.topk_share == 0.25
+    probs, maps2 = GapModel(path).predict(frames)
+    np.testing.assert_array_equal(maps2, maps)
+    np.testing.assert_allclose(probs, pool_probs(maps, kernel, bias, "topk", 0.25), rtol=1e-6)
+    assert not np.allclose(probs, graph_probs, atol=1e-3)

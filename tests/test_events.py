@@ -13,7 +13,7 @@ from gapstream import Pipeline
 from gapstream.config import EventsConfig, load_config
 from gapstream.errors import ConfigError
 from gapstream.events import Hysteresis
-from gapstream.meta import load_meta
+from gapstream.meta import ModelMeta, load_meta
 from gapstream.zones import coverage, keep_weights, masked_probs, zone_scores
 
 from .helpers import make_video
@@ -86,13 +86,18 @@ def test_mask_over_the_whole_frame_leaves_only_the_bias(tiny_model: Path, video:
         np.testing.assert_allclose(p, prior, atol=1e-5)
 
 
+def _meta(kernel: np.ndarray, bias: np.ndarray, pooling: str = "gap", **kw: object) -> ModelMeta:
+    return ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(64, 64), dense_kernel=kernel,
+                     dense_bias=bias, pooling=pooling, **kw)  # type: ignore[arg-type]
+
+
 def test_masked_probs_without_mask_is_plain_gap() -> None:
     rng = np.random.default_rng(0)
     maps = rng.random((4, 5, 8)).astype(np.float32)
     kernel, bias = rng.normal(size=(8, 2)).astype(np.float32), np.array([0.1, -0.2], np.float32)
     logits = maps.mean(axis=(0, 1)) @ kernel + bias
     ref = np.exp(logits) / np.exp(logits).sum()
-    np.testing.assert_allclose(masked_probs(maps, kernel, bias, np.ones((4, 5))), ref, rtol=1e-5)
+    np.testing.assert_allclose(masked_probs(maps, _meta(kernel, bias), np.ones((4, 5))), ref, rtol=1e-5)
     assert keep_weights([], 4, 5) is None
 
 
@@ -107,11 +112,26 @@ def test_masked_probs_follow_topk_pooling() -> None:
         logits = top.mean(axis=0) + bias
         return np.exp(logits) / np.exp(logits).sum()
 
-    np.testing.assert_allclose(masked_probs(maps, kernel, bias, np.ones((10, 12)), "topk"), ref(maps),
-                               rtol=1e-5)
+    meta = _meta(kernel, bias, "topk")
+    np.testing.assert_allclose(masked_probs(maps, meta, np.ones((10, 12))), ref(maps), rtol=1e-5)
     keep = np.ones((10, 12))
     keep[:, :6] = 0  # the left half masked
-    np.testing.assert_allclose(masked_probs(maps, kernel, bias, keep, "topk"), ref(maps[:, 6:]), rtol=1e-5)
+    np.testing.assert_allclose(masked_probs(maps, meta, keep), ref(maps[:, 6:]), rtol=1e-5)
+
+
+def test_masked_probs_pool_the_trained_dense_layer_with_its_share() -> None:
+    """A scene model's CAM kernel is a derived difference; its own dense layer and top-k share
+    (``pool_kernel``, ``topk_share``) are what is pooled, per class."""
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(10, 12, 8)).astype(np.float32)
+    kernel, bias = rng.normal(size=(8, 2)).astype(np.float32), np.array([0.3, -0.2], np.float32)
+    cam_kernel = np.stack([np.zeros(8, np.float32), kernel[:, 1] - kernel[:, 0]], axis=1)
+    meta = _meta(cam_kernel, np.array([0, -0.5], np.float32), "topk", pool_kernel=kernel, pool_bias=bias,
+                 topk_share=0.1)
+    top = -np.sort(-(maps.reshape(-1, 8) @ kernel), axis=0)[:12]  # 10 % of 120 cells, per class
+    logits = top.mean(axis=0) + bias
+    ref = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(masked_probs(maps, meta, np.ones((10, 12))), ref, rtol=1e-5)
 
 
 def test_coverage_and_zone_scores() -> None:

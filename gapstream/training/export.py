@@ -163,7 +163,8 @@ def export_scene(model: Any, out_dir: str | Path, calib: np.ndarray | None,
             labels=list(LABELS), person_index=PERSON_INDEX, input_size=info["input_hw"],
             dense_kernel=cam_kernel, dense_bias=cam_bias, quantization=q, backbone=info["backbone"],
             alpha=info["alpha"], output_stride=info["stride"], input_mode="keep_aspect",
-            pooling=info["pooling"], cam_threshold=cam_threshold,
+            pooling=info["pooling"], cam_threshold=cam_threshold, pool_kernel=kernel, pool_bias=bias,
+            topk_share=info["k"],
         )
         save_meta(meta, path)
         for hw in (meta.input_size, meta.input_size[::-1]):  # loads, resizes to portrait, runs
