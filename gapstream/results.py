@@ -32,6 +32,10 @@ class FrameRecord:
     t_inf0: float | None = None
     t_inf: float | None = None
     batch: int = 0
+    # This frame's conv-map grid: the maps slot is sized for the largest grid of the run (with
+    # several cameras each has its own input size), so post-processing slices [:maps_h, :maps_w].
+    maps_h: int = 0
+    maps_w: int = 0
     # post-processing
     probs: np.ndarray | None = None
     cls: int = -1
