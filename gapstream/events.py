@@ -34,6 +34,11 @@ class Hysteresis:
         self.run_start: float | None = None  # time of the first of those frames
         self.below_since: float | None = None  # while on: when the score fell below off_threshold
 
+    @property
+    def run(self) -> int:
+        """Consecutive frames at or above ``on_threshold`` while off (reset when an event starts)."""
+        return self._run
+
     def update(self, score: float, t: float) -> str | None:
         cfg = self.cfg
         if not self.on:
@@ -65,6 +70,9 @@ class Event:
     id: str
     start: float
     start_pts: float
+    # Unix time the first frame of the event (the first of its min_frames) was captured: with
+    # the arrival of the event's message, the latency from a person's appearance to the alert.
+    start_capture: float | None = None
     end: float | None = None
     peak_prob: float = 0.0
     peak_time: float = 0.0
@@ -80,6 +88,7 @@ class Event:
         return {
             "camera": self.camera, "id": self.id, "start": round(self.start, 3),
             "end": None if self.end is None else round(self.end, 3), "start_pts": round(self.start_pts, 3),
+            "start_capture": None if self.start_capture is None else round(self.start_capture, 3),
             "peak_prob": round(self.peak_prob, 4), "peak_time": round(self.peak_time, 3),
             "peak_cam": [round(v, 3) for v in self.peak_cam], "boxes": self.boxes,
             "zones": {k: round(v, 4) for k, v in self.zones.items()}, "frames": self.frames,
@@ -107,16 +116,19 @@ class EventTracker:
         self.hysteresis = Hysteresis(cfg)
         self.event: Event | None = None
         self._peak: tuple[np.ndarray, np.ndarray, Result] | None = None  # frame copy, cam, result
+        self._run_captured = 0.0  # capture time of the first frame of the current run
         self._t0 = time.time()
 
     def update(self, result: Result, score: float, zones: dict[str, float], now: float) -> None:
         """One frame: its event score (the person probability, or the best zone score) at ``now``."""
         change = self.hysteresis.update(score, now)
+        if self.hysteresis.run == 1 or (change == "start" and self.cfg.min_frames <= 1):
+            self._run_captured = result.captured_at
         if change == "start":
             start = self.hysteresis.run_start or now
             # The pts of the first qualifying frame, from this frame's pts and the wall-clock gap.
             self.event = Event(self.camera, f"{int(self._t0)}-{next(self._ids)}", start,
-                               max(0.0, result.pts - (now - start)))
+                               max(0.0, result.pts - (now - start)), self._run_captured or None)
         ev = self.event
         if ev is not None:
             ev.frames += 1

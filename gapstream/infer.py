@@ -68,14 +68,24 @@ def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, i
 def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Ring],
               batch: list[tuple[int, FrameRecord]], maps: Ring, stop: Any, counters: Any,
               beat: Callable[[], None] | None = None) -> bool:
-    """One batch (frame ``i`` in ``rings[i]``) through the model into the maps ring; False if stopped."""
+    """One batch (frame ``i`` in ``rings[i]``) through the model into the maps ring; False if stopped.
+
+    Every frame of the batch is resized to ``model.input_size``; each frame's maps go to the
+    top-left ``(maps_h, maps_w)`` corner of its maps slot, recorded in its FrameRecord.
+    """
     t0 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         model.preprocess(rings[i].view(slot)["frame"][: rec.h, : rec.w], out=buf[i])
     probs, fmaps = model.predict(buf[: len(batch)])
-    out_shape = maps.view(0)["maps"].shape
-    if fmaps.shape[1:] != out_shape:
-        raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} differ from {out_shape}")
+    mh, mw, mc = fmaps.shape[1:]
+    expected = model.meta.maps_shape(model.input_size)
+    slot_h, slot_w, slot_c = maps.view(0)["maps"].shape
+    if (mh, mw, mc) != expected:
+        raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} at input {model.input_size} differ "
+                         f"from {expected}")
+    if mh > slot_h or mw > slot_w or mc != slot_c:  # a planning error, not the model's
+        raise ModelError(f"{model_path}: conv maps {expected} do not fit the maps slots "
+                         f"{(slot_h, slot_w, slot_c)}")
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)
@@ -83,8 +93,9 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
             return False
         v = maps.view(mslot)
         v["probs"][:] = probs[i]
-        v["maps"][:] = fmaps[i]
+        v["maps"][:mh, :mw] = fmaps[i]
         rec.frame_slot, rec.t_inf0, rec.t_inf, rec.batch = slot, t0, t1, len(batch)
+        rec.maps_h, rec.maps_w = mh, mw
         maps.publish(mslot, rec, rec.index)
     counters.add("inferred", len(batch))
     counters.add("batches")

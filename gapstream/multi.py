@@ -4,8 +4,10 @@
         print(result.camera, result.index, result.person_prob)
 
 Each camera has its own capture process and frame ring (its own reconnects, drops and
-counters); one inference process batches frames across all cameras, one post process does
-the CAM and boxes, and the result loop hands each result, named by its camera, to the sinks.
+counters) and its own network input size (its aspect ratio is kept); one inference process
+batches frames across all cameras (a batch runs as one interpreter call per input size in it),
+one post process does the CAM and boxes, and the result loop hands each result, named by its
+camera, to the sinks.
 A camera whose source fails is reported and ends alone: the others go on, and the run ends
 with an error naming it once they are done.
 """
@@ -58,9 +60,10 @@ class MultiPlan:
     infos: list[SourceInfo]
     post: PostConfig
     annotate: bool
-    input_size: tuple[int, int]  # one network input for all cameras, so that they share batches
-    maps_shape: tuple[int, int, int]
-    keeps: list[np.ndarray | None]
+    input_sizes: list[tuple[int, int]]  # per camera: (h, w) of its network input
+    maps_grids: list[tuple[int, int]]  # per camera: (h, w) of its conv maps, the grid of its CAM and masks
+    maps_shape: tuple[int, int, int]  # a maps slot: the largest grid of all cameras, and the channels
+    keeps: list[np.ndarray | None]  # per camera: its masks' keep weights on its own grid
 
 
 class _Totals:
@@ -115,11 +118,14 @@ class MultiPipeline:
             post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
         if post_cfg.box_scale is None:
             post_cfg = replace(post_cfg, box_scale=list(meta.box_scale))
-        input_size = meta.input_size_for(infos[0].height, infos[0].width, cfg.model.input_long_side)
-        maps_shape = meta.maps_shape(input_size)
-        keeps = [keep_weights(s.masks, *maps_shape[:2]) for s in cfg.sources]
+        # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed.
+        input_sizes = [meta.input_size_for(i.height, i.width, cfg.model.input_long_side) for i in infos]
+        shapes = [meta.maps_shape(size) for size in input_sizes]
+        grids = [(h, w) for h, w, _ in shapes]
+        maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), shapes[0][2])
+        keeps = [keep_weights(s.masks, *grid) for s, grid in zip(cfg.sources, grids)]
         return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, bool(cfg.output.annotate),
-                         input_size, maps_shape, keeps)
+                         input_sizes, grids, maps_shape, keeps)
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""
@@ -175,7 +181,7 @@ class MultiPipeline:
             for n, info, src, ring, cc in zip(names, plan.infos, plan.sources, rings, cam_counters)
         ]
         stages += [
-            ("infer", run_infer, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer, rings, maps,
+            ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings, maps,
                                   stop, counters, beats.beat("infer"))),
             ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop, counters,
                                       beats.beat("post"), plan.keeps)),
@@ -185,9 +191,9 @@ class MultiPipeline:
                             name=f"gapstream-{name.replace(':', '-')}", daemon=True)
             p.start()
             procs.append(p)
-        for n, info in zip(names, plan.infos):
-            log.info("camera %s: %s (%s, %dx%d%s)", n, info.name, info.kind, info.width, info.height,
-                     ", live" if info.live else "")
+        for n, info, (ih, iw) in zip(names, plan.infos, plan.input_sizes):
+            log.info("camera %s: %s (%s, %dx%d%s), network input %dx%d", n, info.name, info.kind, info.width,
+                     info.height, ", live" if info.live else "", iw, ih)
         log.info("%d cameras, model %s, batch %d across cameras", len(names), plan.model_path.name,
                  cfg.infer.batch_size)
         return rings, results, errors, counters, cam_counters, procs, sinks, stop, stats, beats
@@ -317,22 +323,28 @@ def camera_line(stats: dict[str, dict[str, int]]) -> str:
                       f"reconnects {s['reconnects']}" for n, s in stats.items())
 
 
-def run_infer(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, icfg: InferConfig,
+def run_infer(model_path: str, input_sizes: list[tuple[int, int]], mcfg: ModelConfig, icfg: InferConfig,
               rings: list[Ring], maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
     """Inference process over several frame rings: batches mix cameras in arrival order.
 
     One thread per ring moves its ready frames to a local queue as the batches take them (so
     that a live ring can still take back its oldest waiting frame); a ring that ends (or
-    whose camera failed) just stops contributing.
+    whose camera failed) just stops contributing. Camera ``k``'s frames run at
+    ``input_sizes[k]``: a batch is split by input size, one interpreter call per size (an
+    interpreter has one input shape), keeping each camera's order.
     """
     local: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=max(icfg.batch_size, len(rings)))
     threads = [threading.Thread(target=_forward, args=(k, ring, local, stop), daemon=True)
                for k, ring in enumerate(rings)]
     try:
-        model = GapModel(model_path, mcfg.num_threads or None, input_size)
-        beat()
-        h, w = model.input_size
-        buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)
+        # One model (its interpreters per batch size) and one input buffer per distinct input
+        # size, all made now so that a bad graph fails before any frame flows.
+        models: dict[tuple[int, int], GapModel] = {}
+        bufs: dict[tuple[int, int], np.ndarray] = {}
+        for size in dict.fromkeys(input_sizes):
+            models[size] = GapModel(model_path, mcfg.num_threads or None, size)
+            bufs[size] = np.empty((icfg.batch_size, *models[size].input_size, 3), np.uint8)
+            beat()
         for t in threads:
             t.start()
         open_rings = len(rings)
@@ -357,9 +369,13 @@ def run_infer(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, i
                     continue
                 batch.append(item)
                 cams.append(k)
-            if not run_batch(model, model_path, buf, [rings[c] for c in cams], batch, maps, stop, counters,
-                             beat):
-                return
+            groups: dict[tuple[int, int], list[int]] = {}  # input size -> positions in the batch
+            for i, c in enumerate(cams):
+                groups.setdefault(input_sizes[c], []).append(i)
+            for size, pos in groups.items():
+                if not run_batch(models[size], model_path, bufs[size], [rings[cams[i]] for i in pos],
+                                 [batch[i] for i in pos], maps, stop, counters, beat):
+                    return
     finally:  # the forwarders are daemon threads that watch ``stop``
         maps.close_stream()
 

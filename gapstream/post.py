@@ -72,8 +72,8 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             mslot, rec = item
             v = maps.view(mslot)
             probs = v["probs"].copy()
-            cls, cam, is_person, det = analyse(probs, v["maps"], meta, cfg, rec.w, rec.h,
-                                               keeps[rec.camera])
+            fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
+            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keeps[rec.camera])
             maps.release(mslot)
             if annotate:
                 frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]

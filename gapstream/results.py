@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,10 @@ class FrameRecord:
     t_inf0: float | None = None
     t_inf: float | None = None
     batch: int = 0
+    # This frame's conv-map grid: the maps slot is sized for the largest grid of the run (with
+    # several cameras each has its own input size), so post-processing slices [:maps_h, :maps_w].
+    maps_h: int = 0
+    maps_w: int = 0
     # post-processing
     probs: np.ndarray | None = None
     cls: int = -1
@@ -60,6 +65,7 @@ class Result:
     frame: np.ndarray
     latency_ms: float
     camera: str = ""  # the camera's name in a run with several cameras (and in its JSON line)
+    captured_at: float = 0.0  # Unix seconds when the frame was captured (0: unknown)
 
     @classmethod
     def from_record(cls, rec: FrameRecord, frame: np.ndarray, person_index: int, now: float) -> Result:
@@ -70,6 +76,9 @@ class Result:
             index=rec.index, pts=rec.pts, probs=rec.probs, person_prob=float(rec.probs[person_index]),
             is_person=rec.person, detections=Detections(rec.xyxy, rec.scores), cam=rec.cam,
             frame=frame, latency_ms=(now - rec.t_cap) * 1000,
+            # The stages stamp monotonic time; events are in Unix time, so the capture instant is
+            # carried over by its age, read on both clocks at once.
+            captured_at=time.time() - (now - rec.t_cap),
         )
 
     def to_dict(self) -> dict:

@@ -1,5 +1,6 @@
-"""Test helpers: a tiny randomly initialised dual-output GAP model, small generated videos and
-the probes of what a pipeline may leave behind (shared memory, stage processes)."""
+"""Test helpers: a tiny randomly initialised dual-output GAP model, a hand-made "brightness"
+model, small generated videos and the probes of what a pipeline may leave behind (shared
+memory, stage processes)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,38 @@ def make_tiny_model(out_dir: Path, size: int = 64, channels: int = 16, seed: int
     kernel, bias = dense.get_weights()
     save_meta(ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(size, size),
                         dense_kernel=kernel, dense_bias=bias, backbone="tiny-test", alpha=1.0), path)
+    return path
+
+
+def brightness_model(out_dir: Path, input_hw: tuple[int, int] = (64, 112), keep_aspect: bool = True) -> Path:
+    """A fully convolutional float model: person logit grows with the brightness of each cell.
+
+    Stride 16 (4 stride-2 average poolings); maps are the mean grey level per cell (1 channel).
+    """
+    tf = pytest.importorskip("tensorflow")
+    from gapstream.meta import ModelMeta, save_meta
+
+    keras = tf.keras
+    h, w = input_hw
+    inp = keras.Input((h, w, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inp)
+    x = keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=3, keepdims=True))(x)
+    for _ in range(4):
+        x = keras.layers.AveragePooling2D(2)(x)
+    maps = x
+    gap = keras.layers.GlobalAveragePooling2D()(maps)
+    dense = keras.layers.Dense(2, activation="softmax")
+    probs = dense(gap)
+    dense.set_weights([np.array([[-20.0, 20.0]], np.float32), np.array([10.0, -10.0], np.float32)])
+    model = keras.Model(inp, [probs, maps])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "bright_float32.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    kernel, bias = dense.get_weights()
+    save_meta(ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(h, w),
+                        dense_kernel=kernel, dense_bias=bias, backbone="brightness-test", alpha=1.0,
+                        output_stride=16,
+                        input_mode="keep_aspect" if keep_aspect else "fixed"), path)
     return path
 
 

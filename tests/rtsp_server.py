@@ -6,7 +6,9 @@ Run it with Debian's system python, which has ``gi`` (the virtualenv does not):
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /cam
 
 It binds to 127.0.0.1 only, prints ``READY`` on stdout once it is serving, and exits
-cleanly (status 0) on SIGTERM or SIGINT.
+cleanly (status 0) on SIGTERM or SIGINT. It serves GStreamer's moving-ball test pattern, or
+with ``--frames 'dir/%04d.jpg'`` a numbered sequence of JPEG images, looped forever at
+``--fps`` (benchmarks/cameras.py serves frames of a clip with persons this way).
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def launch_line(width: int, height: int, fps: int) -> str:
+def launch_line(width: int, height: int, fps: int, frames: str = "") -> str:
+    if frames:  # paced by the server's sinks (the source is not live), across the loops too
+        src = (f"multifilesrc location=\"{frames}\" loop=true caps=image/jpeg,framerate={fps}/1 "
+               f"! jpegdec ! videoconvert ! videoscale ! video/x-raw,width={width},height={height} ")
+    else:
+        src = (f"videotestsrc is-live=true pattern=ball "
+               f"! video/x-raw,width={width},height={height},framerate={fps}/1 ")
     return (
-        f"( videotestsrc is-live=true pattern=ball "
-        f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
+        f"( {src}"
         f"! videoconvert ! video/x-raw,format=I420 "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={max(fps, 1)} bframes=0 "
         f"! video/x-h264,profile=baseline "
@@ -40,6 +47,8 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--frames", default="", help="serve these numbered JPEG files, looped "
+                    "(a multifilesrc location such as frames/%%04d.jpg) instead of the test pattern")
     args = ap.parse_args()
     path = args.path if args.path.startswith("/") else "/" + args.path
 
@@ -48,7 +57,7 @@ def main() -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args.width, args.height, args.fps))
+    factory.set_launch(launch_line(args.width, args.height, args.fps, args.frames))
     factory.set_shared(True)
     server.get_mount_points().add_factory(path, factory)
 

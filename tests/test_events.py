@@ -54,6 +54,8 @@ def test_events_json_and_snapshots_from_the_pipeline(tiny_model: Path, tmp_path:
     ev = json.loads(lines[0])
     assert ev["camera"] == "door" and ev["frames"] == 18  # from the third frame on
     assert ev["start"] <= ev["peak_time"] <= ev["end"]
+    # The capture of the event's first frame (frame 0: the first of its min_frames), on the same clock.
+    assert ev["start_capture"] <= ev["start"] < ev["start_capture"] + 10
     assert ev["peak_prob"] == pytest.approx(max(p for p, _ in results[2:]), abs=1e-4)
     assert 0 <= ev["peak_cam"][0] <= 1 and 0 <= ev["peak_cam"][1] <= 1
     assert abs(ev["start_pts"] - 2 / 15) < 0.2

@@ -17,43 +17,13 @@ import pytest
 
 from gapstream import Pipeline
 from gapstream.config import PipelineConfig
-from gapstream.meta import ModelMeta, load_meta, save_meta
+from gapstream.meta import load_meta
 from gapstream.training.clips import load_clips
 from gapstream.training.footage import evaluate_footage, render_markdown
 
-from .helpers import make_video_frames
+from .helpers import brightness_model, make_video_frames
 
 FPS = 10
-
-
-def brightness_model(out_dir: Path, input_hw: tuple[int, int] = (64, 112), keep_aspect: bool = True) -> Path:
-    """A fully convolutional float model: person logit grows with the brightness of each cell.
-
-    Stride 16 (4 stride-2 average poolings); maps are the mean grey level per cell (1 channel).
-    """
-    tf = pytest.importorskip("tensorflow")
-    keras = tf.keras
-    h, w = input_hw
-    inp = keras.Input((h, w, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inp)
-    x = keras.layers.Lambda(lambda t: tf.reduce_mean(t, axis=3, keepdims=True))(x)
-    for _ in range(4):
-        x = keras.layers.AveragePooling2D(2)(x)
-    maps = x
-    gap = keras.layers.GlobalAveragePooling2D()(maps)
-    dense = keras.layers.Dense(2, activation="softmax")
-    probs = dense(gap)
-    dense.set_weights([np.array([[-20.0, 20.0]], np.float32), np.array([10.0, -10.0], np.float32)])
-    model = keras.Model(inp, [probs, maps])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "bright_float32.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    kernel, bias = dense.get_weights()
-    save_meta(ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(h, w),
-                        dense_kernel=kernel, dense_bias=bias, backbone="brightness-test", alpha=1.0,
-                        output_stride=16,
-                        input_mode="keep_aspect" if keep_aspect else "fixed"), path)
-    return path
 
 
 @pytest.fixture(scope="module")

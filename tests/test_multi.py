@@ -1,4 +1,4 @@
-"""Several cameras in one run: shared batches, per-camera names, and one failing camera."""
+"""Several cameras in one run: shared batches, per-camera names and input sizes, and one failing camera."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import pytest
 
 from gapstream.config import load_config
 from gapstream.errors import ConfigError, PipelineError
+from gapstream.meta import load_meta
 from gapstream.multi import MultiPipeline, parse_sources
 
 from .broker import free_port
-from .helpers import gapstream_children, make_video, shm_segments
+from .helpers import brightness_model, gapstream_children, make_video, make_video_frames, shm_segments
 from .test_rtsp import RtspServer, gst_rtsp, rtsp_server  # noqa: F401, F811 - fixtures
 
 
@@ -52,6 +53,46 @@ def test_cameras_share_batches_and_keep_their_names_and_order(tiny_model: Path, 
     assert sorted((e["camera"], e["frames"]) for e in events) == [("back", 20), ("front", 30)]
     assert 'gapstream_frames_captured_total{camera="front"}' in metrics
     assert 'gapstream_frames_captured_total{camera="back"}' in metrics
+
+
+def test_cameras_of_different_aspect_keep_their_own_input_size(tmp_path: Path) -> None:
+    """A 4:3 and a 16:9 camera in one run: each is run at its own (unsquashed) network input, so
+    its CAM has its own grid (masks too), and its boxes land on its bright object, in its own
+    pixels; the two share the inference stage and lose no frame."""
+    model = brightness_model(tmp_path / "model")  # keep_aspect, 16-px cells: CAM = brightness
+    meta = load_meta(model)
+    # (name, width, height, frames, the bright object x1, y1, x2, y2 in the camera's pixels)
+    cams = {"wide": (640, 360, 16, (64, 144, 256, 336)), "four3": (320, 240, 24, (192, 48, 288, 144))}
+    sources, grids, cells = [], {}, {}
+    for name, (w, h, n, (x1, y1, x2, y2)) in cams.items():
+        img = np.full((h, w, 3), 150, np.uint8)  # grey enough to be "person" everywhere...
+        img[y1:y2, x1:x2] = 255  # ...and the brightest, so the only cells above the box threshold
+        make_video_frames(tmp_path / f"{name}.mp4", [img] * n, fps=10)
+        sources.append({"name": name, "uri": str(tmp_path / f"{name}.mp4")})
+        ih, iw = meta.input_size_for(h, w)
+        grids[name] = meta.maps_shape((ih, iw))[:2]
+        cells[name] = 16 * w / iw  # one CAM cell in the camera's pixels
+    assert grids == {"wide": (4, 7), "four3": (5, 7)}  # the first camera's input would squash the other
+    # A mask in a corner away from the objects, on each camera's own grid.
+    sources[0]["masks"] = [[[0.7, 0.0], [1.0, 0.0], [1.0, 0.3], [0.7, 0.3]]]
+    sources[1]["masks"] = [[[0.0, 0.7], [0.3, 0.7], [0.3, 1.0], [0.0, 1.0]]]
+    cfg = load_config(None, {"sources": sources, "post.threshold": 0.9, "infer.batch_size": 4,
+                             "output.stats_interval": 0})
+    pipe = MultiPipeline(model=str(model), config=cfg)
+    seen: dict[str, list[int]] = {"wide": [], "four3": []}
+    for r in pipe.run():
+        w, h, _, (x1, y1, x2, y2) = cams[r.camera]
+        seen[r.camera].append(r.index)
+        assert r.frame.shape == (h, w, 3) and r.cam.shape == grids[r.camera], (r.camera, r.cam.shape)
+        assert r.is_person and len(r.detections.xyxy) >= 1, (r.camera, r.index, r.person_prob)
+        bx1, by1, bx2, by2 = r.detections.xyxy[0]
+        assert 0 <= bx1 < bx2 <= w and 0 <= by1 < by2 <= h, (r.camera, r.detections.xyxy)
+        cx, cy, margin = (bx1 + bx2) / 2, (by1 + by2) / 2, cells[r.camera]
+        assert x1 - margin <= cx <= x2 + margin and y1 - margin <= cy <= y2 + margin, (r.camera, (cx, cy))
+        assert (r.cam[0, -1] if r.camera == "wide" else r.cam[-1, 0]) == 0  # the masked corner cell
+    assert seen == {"wide": list(range(16)), "four3": list(range(24))}
+    assert pipe.stats is not None and pipe.stats.frames == 40 and pipe.stats.dropped == 0
+    assert {n: s["captured"] for n, s in pipe.camera_stats.items()} == {"wide": 16, "four3": 24}
 
 
 def test_a_failing_camera_does_not_stall_the_others(tiny_model: Path) -> None:
