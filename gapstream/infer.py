@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from .capture import SourceInfo
 from .config import InferConfig, ModelConfig
 from .errors import ModelError
 from .gapmodel import GapModel
+from .meta import ModelMeta
 from .results import FrameRecord
 from .ring import EOS, Ring
 
@@ -43,21 +45,103 @@ def collect_batch(ring: Ring, first: tuple[int, FrameRecord], size: int, timeout
     return batch, False
 
 
-def run_stage(model_path: str, input_size: tuple[int, int], mcfg: ModelConfig, icfg: InferConfig,
+def plan_input(meta: ModelMeta, info: SourceInfo,
+               long_side: int) -> tuple[tuple[int, int] | None, tuple[int, int, int]]:
+    """A source's network input size (None: each frame's own, see :class:`Models`) and the
+    maps slot that holds any of its frames' conv maps.
+
+    Live streams and webcams are sized by ``max_width`` x ``max_height`` until they connect,
+    and image folders mix sizes, so a keep-aspect model sizes their frames one by one; its
+    slot holds the square grid at ``long_side``, the largest any aspect gives.
+    """
+    per_frame = (meta.input_mode == "keep_aspect" and info.kind in ("stream", "webcam", "images")
+                 and info.decode_size is None)
+    if per_frame:
+        return None, meta.maps_shape(meta.input_size_for(1, 1, long_side))
+    size = meta.input_size_for(info.height, info.width, long_side)
+    return size, meta.maps_shape(size)
+
+
+class Models:
+    """The model at each network input size in use (an interpreter has one input shape).
+
+    ``sizes[k]`` is the input size of ring (camera) ``k``, or None when its frames' size is
+    only known as they come (live streams, image folders): those run a keep-aspect model at
+    ``meta.input_size_for`` of each frame's own size, so a 4:3 camera is not squashed into
+    a guess made before it connected. Known sizes are loaded now, so that a bad graph fails
+    before any frame flows; the others on first use.
+    """
+
+    def __init__(self, model_path: str, mcfg: ModelConfig, batch_size: int,
+                 sizes: list[tuple[int, int] | None], beat: Callable[[], None]) -> None:
+        self.path, self.threads, self.batch_size = model_path, mcfg.num_threads or None, batch_size
+        self.sizes, self.long_side = sizes, mcfg.input_long_side
+        self._models: dict[tuple[int, int], tuple[GapModel, np.ndarray]] = {}
+        self.meta = self.get(next((s for s in sizes if s is not None), None))[0].meta
+        for size in dict.fromkeys(s for s in sizes if s is not None):
+            self.get(size)
+            beat()
+
+    def get(self, size: tuple[int, int] | None) -> tuple[GapModel, np.ndarray]:
+        """The model at ``size`` (None: the model's own) and an input buffer for a full batch."""
+        key = size or (0, 0)
+        if key not in self._models:
+            model = GapModel(self.path, self.threads, size)
+            self._models[key] = (model, np.empty((self.batch_size, *model.input_size, 3), np.uint8))
+        return self._models[key]
+
+    def size_for(self, ring: int, rec: FrameRecord) -> tuple[int, int]:
+        """The input size of frame ``rec`` from ring ``ring``."""
+        return self.sizes[ring] or self.meta.input_size_for(rec.h, rec.w, self.long_side)
+
+
+def run_grouped(models: Models, rings: list[Ring], ring_of: list[int], batch: list[tuple[int, FrameRecord]],
+                maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> bool:
+    """A batch split by input size, one interpreter call per size, keeping each ring's order;
+    frame ``i`` is in ``rings[ring_of[i]]``. False if stopped.
+
+    Frames of one size are grouped across rings, but where a ring's own frames change size (an
+    image folder of mixed aspect, a camera that changed resolution) the groups so far run first.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    last: dict[int, tuple[int, int]] = {}
+    for i, (_, rec) in enumerate(batch):
+        size = models.size_for(ring_of[i], rec)
+        if last.get(ring_of[i], size) != size:
+            if not _run_groups(models, rings, ring_of, batch, groups, maps, stop, counters, beat):
+                return False
+            groups, last = {}, {}
+        groups.setdefault(size, []).append(i)
+        last[ring_of[i]] = size
+    return _run_groups(models, rings, ring_of, batch, groups, maps, stop, counters, beat)
+
+
+def _run_groups(models: Models, rings: list[Ring], ring_of: list[int], batch: list[tuple[int, FrameRecord]],
+                groups: dict[tuple[int, int], list[int]], maps: Ring, stop: Any, counters: Any,
+                beat: Callable[[], None]) -> bool:
+    for size, pos in groups.items():
+        model, buf = models.get(size)
+        if not run_batch(model, models.path, buf, [rings[ring_of[i]] for i in pos], [batch[i] for i in pos],
+                         maps, stop, counters, beat):
+            return False
+    return True
+
+
+def run_stage(model_path: str, input_size: tuple[int, int] | None, mcfg: ModelConfig, icfg: InferConfig,
               frames: Ring, maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
-    """Inference process: resize once, run batches, publish probabilities and conv maps."""
+    """Inference process: resize once, run batches, publish probabilities and conv maps.
+
+    ``input_size`` None: each frame at the keep-aspect input of its own size (see :class:`Models`).
+    """
     try:
-        model = GapModel(model_path, mcfg.num_threads or None, input_size)
+        models = Models(model_path, mcfg, icfg.batch_size, [input_size], beat)
         beat()
-        h, w = model.input_size
-        buf = np.empty((icfg.batch_size, h, w, 3), np.uint8)
         while not stop.is_set():
             first = _next(frames, stop, beat)
             if first is EOS:
                 break
             batch, eos = collect_batch(frames, first, icfg.batch_size, icfg.batch_timeout_ms / 1000)
-            if not run_batch(model, model_path, buf, [frames] * len(batch), batch, maps, stop, counters,
-                             beat):
+            if not run_grouped(models, [frames], [0] * len(batch), batch, maps, stop, counters, beat):
                 return
             if eos:
                 break

@@ -32,8 +32,7 @@ from . import capture, post, shm
 from .capture import SourceInfo
 from .config import InferConfig, ModelConfig, PipelineConfig, PostConfig, SourceConfig, load_config
 from .errors import ConfigError, PipelineError
-from .gapmodel import GapModel
-from .infer import run_batch
+from .infer import Models, plan_input, run_grouped
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
@@ -45,7 +44,6 @@ from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
-from .zones import keep_weights
 
 log = logging.getLogger("gapstream")
 
@@ -60,10 +58,10 @@ class MultiPlan:
     infos: list[SourceInfo]
     post: PostConfig
     annotate: bool
-    input_sizes: list[tuple[int, int]]  # per camera: (h, w) of its network input
-    maps_grids: list[tuple[int, int]]  # per camera: (h, w) of its conv maps, the grid of its CAM and masks
+    # Per camera: (h, w) of its network input; None: each frame's own (a stream, infer.Models).
+    input_sizes: list[tuple[int, int] | None]
+    maps_grids: list[tuple[int, int]]  # per camera: (h, w) of its largest conv-map grid
     maps_shape: tuple[int, int, int]  # a maps slot: the largest grid of all cameras, and the channels
-    keeps: list[np.ndarray | None]  # per camera: its masks' keep weights on its own grid
 
 
 class _Totals:
@@ -118,14 +116,14 @@ class MultiPipeline:
             post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
         if post_cfg.box_scale is None:
             post_cfg = replace(post_cfg, box_scale=list(meta.box_scale))
-        # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed.
-        input_sizes = [meta.input_size_for(i.height, i.width, cfg.model.input_long_side) for i in infos]
-        shapes = [meta.maps_shape(size) for size in input_sizes]
-        grids = [(h, w) for h, w, _ in shapes]
-        maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), shapes[0][2])
-        keeps = [keep_weights(s.masks, *grid) for s, grid in zip(cfg.sources, grids)]
+        # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed
+        # (a stream's is known only once it connects: its frames are sized one by one).
+        planned = [plan_input(meta, i, cfg.model.input_long_side) for i in infos]
+        input_sizes = [size for size, _ in planned]
+        grids = [(h, w) for _, (h, w, _) in planned]
+        maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), planned[0][1][2])
         return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, bool(cfg.output.annotate),
-                         input_sizes, grids, maps_shape, keeps)
+                         input_sizes, grids, maps_shape)
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""
@@ -184,16 +182,17 @@ class MultiPipeline:
             ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings, maps,
                                   stop, counters, beats.beat("infer"))),
             ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop, counters,
-                                      beats.beat("post"), plan.keeps)),
+                                      beats.beat("post"), [src.masks for src in plan.sources])),
         ]
         for name, fn, args in stages:
             p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
                             name=f"gapstream-{name.replace(':', '-')}", daemon=True)
             p.start()
             procs.append(p)
-        for n, info, (ih, iw) in zip(names, plan.infos, plan.input_sizes):
-            log.info("camera %s: %s (%s, %dx%d%s), network input %dx%d", n, info.name, info.kind, info.width,
-                     info.height, ", live" if info.live else "", iw, ih)
+        for n, info, size in zip(names, plan.infos, plan.input_sizes):
+            net = f"{size[1]}x{size[0]}" if size else "keeps each frame's aspect"
+            log.info("camera %s: %s (%s, %dx%d%s), network input %s", n, info.name, info.kind, info.width,
+                     info.height, ", live" if info.live else "", net)
         log.info("%d cameras, model %s, batch %d across cameras", len(names), plan.model_path.name,
                  cfg.infer.batch_size)
         return rings, results, errors, counters, cam_counters, procs, sinks, stop, stats, beats
@@ -323,28 +322,22 @@ def camera_line(stats: dict[str, dict[str, int]]) -> str:
                       f"reconnects {s['reconnects']}" for n, s in stats.items())
 
 
-def run_infer(model_path: str, input_sizes: list[tuple[int, int]], mcfg: ModelConfig, icfg: InferConfig,
-              rings: list[Ring], maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
+def run_infer(model_path: str, input_sizes: list[tuple[int, int] | None], mcfg: ModelConfig,
+              icfg: InferConfig, rings: list[Ring], maps: Ring, stop: Any, counters: Any,
+              beat: Callable[[], None]) -> None:
     """Inference process over several frame rings: batches mix cameras in arrival order.
 
     One thread per ring moves its ready frames to a local queue as the batches take them (so
     that a live ring can still take back its oldest waiting frame); a ring that ends (or
     whose camera failed) just stops contributing. Camera ``k``'s frames run at
-    ``input_sizes[k]``: a batch is split by input size, one interpreter call per size (an
-    interpreter has one input shape), keeping each camera's order.
+    ``input_sizes[k]`` (None: at their own size's, see :class:`infer.Models`): a batch is split
+    by input size, one interpreter call per size, keeping each camera's order.
     """
     local: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=max(icfg.batch_size, len(rings)))
     threads = [threading.Thread(target=_forward, args=(k, ring, local, stop), daemon=True)
                for k, ring in enumerate(rings)]
     try:
-        # One model (its interpreters per batch size) and one input buffer per distinct input
-        # size, all made now so that a bad graph fails before any frame flows.
-        models: dict[tuple[int, int], GapModel] = {}
-        bufs: dict[tuple[int, int], np.ndarray] = {}
-        for size in dict.fromkeys(input_sizes):
-            models[size] = GapModel(model_path, mcfg.num_threads or None, size)
-            bufs[size] = np.empty((icfg.batch_size, *models[size].input_size, 3), np.uint8)
-            beat()
+        models = Models(model_path, mcfg, icfg.batch_size, input_sizes, beat)
         for t in threads:
             t.start()
         open_rings = len(rings)
@@ -369,13 +362,8 @@ def run_infer(model_path: str, input_sizes: list[tuple[int, int]], mcfg: ModelCo
                     continue
                 batch.append(item)
                 cams.append(k)
-            groups: dict[tuple[int, int], list[int]] = {}  # input size -> positions in the batch
-            for i, c in enumerate(cams):
-                groups.setdefault(input_sizes[c], []).append(i)
-            for size, pos in groups.items():
-                if not run_batch(models[size], model_path, bufs[size], [rings[cams[i]] for i in pos],
-                                 [batch[i] for i in pos], maps, stop, counters, beat):
-                    return
+            if not run_grouped(models, rings, cams, batch, maps, stop, counters, beat):
+                return
     finally:  # the forwarders are daemon threads that watch ``stop``
         maps.close_stream()
 

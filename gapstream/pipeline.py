@@ -38,7 +38,6 @@ from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
-from .zones import keep_weights
 
 log = logging.getLogger("gapstream")
 
@@ -64,9 +63,8 @@ class Plan:
     post: PostConfig  # with the box threshold resolved (the model's own unless configured)
     annotate: bool
     frame_slots: int
-    input_size: tuple[int, int]  # network input (h, w) for this source
-    maps_shape: tuple[int, int, int]  # conv maps per frame (h, w, C)
-    keep: np.ndarray | None = None  # exclusion mask: per-cell weights on the maps grid (zones.py)
+    input_size: tuple[int, int] | None  # network input (h, w); None: each frame's own (infer.Models)
+    maps_shape: tuple[int, int, int]  # a maps slot (h, w, C): the largest grid a frame may have
 
 
 @dataclass
@@ -146,16 +144,15 @@ class Pipeline:
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
         slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-        input_size = meta.input_size_for(info.height, info.width, cfg.model.input_long_side)
         if cfg.source.decode_to_model:
-            info = direct_decode(info, input_size, annotate, cfg)
-        maps_shape = meta.maps_shape(input_size)
+            size = meta.input_size_for(info.height, info.width, cfg.model.input_long_side)
+            info = direct_decode(info, size, annotate, cfg)
+        input_size, maps_shape = infer.plan_input(meta, info, cfg.model.input_long_side)
         frame_slots = self._fit_frame_slots(info, max(slots, cfg.infer.batch_size + 1),
                                             Ring.bytes_for(_maps_fields(meta, maps_shape),
                                                            cfg.buffers.result_slots))
         return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
-                    input_size=input_size, maps_shape=maps_shape,
-                    keep=keep_weights(cfg.source.masks, *maps_shape[:2]))
+                    input_size=input_size, maps_shape=maps_shape)
 
     def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
         """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
@@ -236,7 +233,7 @@ class Pipeline:
                 "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
                                             frames, maps, stop, counters, beats.beat("infer"))),
                 "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                          counters, beats.beat("post"), plan.keep)),
+                                          counters, beats.beat("post"), [cfg.source.masks])),
             }
             for name, (fn, args) in stages.items():
                 p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),

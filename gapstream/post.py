@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from .detections import Detections
 from .meta import ModelMeta
 from .results import FrameRecord
 from .ring import EOS, Ring
-from .zones import masked_probs
+from .zones import Polygon, keep_weights, masked_probs
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
@@ -52,14 +52,13 @@ def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
               results: Any, stop: Any, counters: Any, beat: Callable[[], None],
-              keep: np.ndarray | None | list[np.ndarray | None] = None) -> None:
+              masks: Sequence[Sequence[Polygon]] = ()) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
 
-    ``keep``: the exclusion mask's per-cell weights on the maps grid (None: no mask). With
-    several cameras, ``frames`` and ``keep`` are lists indexed by ``FrameRecord.camera``.
+    ``masks[k]``: camera ``k``'s exclusion polygons, rasterised on each frame's own maps grid
+    (cached per grid). With several cameras, ``frames`` is a list indexed by ``FrameRecord.camera``.
     """
     rings = frames if isinstance(frames, list) else [frames]
-    keeps = keep if isinstance(keep, list) else [keep]
     try:
         while not stop.is_set():
             beat()
@@ -73,7 +72,8 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             v = maps.view(mslot)
             probs = v["probs"].copy()
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
-            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keeps[rec.camera])
+            keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
+            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep)
             maps.release(mslot)
             if annotate:
                 frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]

@@ -19,8 +19,9 @@ import pytest
 from gapstream import Pipeline
 from gapstream.config import load_config
 from gapstream.errors import OutputError, PipelineError
+from gapstream.meta import load_meta
 
-from .helpers import gapstream_children, make_video, shm_segments
+from .helpers import brightness_model, gapstream_children, make_video, shm_segments
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -101,6 +102,31 @@ def test_image_folder_and_synthetic_sources(tiny_model: Path, tmp_path: Path) ->
     assert [s for _, s in got] == [(90 + i, 120, 3) for i in range(7)]  # sizes vary per image
     syn = list(Pipeline("synthetic://?width=64&height=48&frames=12", str(tiny_model)).run())
     assert [r.index for r in syn] == list(range(12))
+
+
+def test_image_folder_of_mixed_aspect_runs_each_image_at_its_own(tmp_path: Path) -> None:
+    """A keep-aspect model runs a landscape and a portrait image each at its own input size, with
+    its boxes on its own bright object in its own pixels."""
+    model = brightness_model(tmp_path / "model")
+    meta = load_meta(model)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    # (width, height, the bright object x1, y1, x2, y2)
+    specs = [(640, 360, (64, 144, 256, 336)), (240, 320, (48, 160, 160, 304)),
+             (640, 360, (400, 32, 600, 200))]
+    for i, (w, h, (x1, y1, x2, y2)) in enumerate(specs):
+        img = np.full((h, w, 3), 150, np.uint8)
+        img[y1:y2, x1:x2] = 255
+        cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    results = list(Pipeline(str(folder), str(model), load_config(None, {"post.threshold": 0.9})).run())
+    assert [r.index for r in results] == [0, 1, 2]
+    for r, (w, h, (x1, y1, x2, y2)) in zip(results, specs):
+        assert r.cam.shape == meta.maps_shape(meta.input_size_for(h, w))[:2]
+        assert r.is_person and len(r.detections.xyxy)
+        bx1, by1, bx2, by2 = r.detections.xyxy[0]
+        cx, cy, cell = (bx1 + bx2) / 2, (by1 + by2) / 2, 16 * max(w, h) / max(meta.input_size_for(h, w))
+        assert x1 - cell <= cx <= x2 + cell and y1 - cell <= cy <= y2 + cell, (r.index, r.detections.xyxy)
+    assert results[0].cam.shape != results[1].cam.shape  # portrait is not squashed into landscape
 
 
 def test_crashed_stage_stops_pipeline_with_clear_error(tiny_model: Path) -> None:

@@ -25,9 +25,10 @@ import pytest
 from gapstream import Pipeline
 from gapstream.config import PipelineConfig, load_config
 from gapstream.errors import PipelineError
+from gapstream.meta import load_meta
 from gapstream.results import Result
 
-from .helpers import shm_segments
+from .helpers import brightness_model, shm_segments
 
 pytestmark = pytest.mark.rtsp
 
@@ -400,3 +401,23 @@ def test_a_stalled_stream_is_noticed_while_it_is_still_stalled(rtsp_server: Rtsp
         proc.wait(timeout=30)
     assert proc.returncode == 130
     assert not shm_segments(proc.pid)
+
+
+def test_a_stream_runs_at_its_own_aspect_not_the_configured_guess(rtsp_server: RtspServer,
+                                                                   tmp_path: Path) -> None:
+    """A 4:3 camera (320x240) while ``max_width`` x ``max_height`` says 16:9: a keep-aspect model
+    sizes the network input from the frames that arrive, not from the guess made before connecting."""
+    model = brightness_model(tmp_path / "model")  # keep_aspect, 16-px cells
+    meta = load_meta(model)
+    guess = meta.maps_shape(meta.input_size_for(360, 640))[:2]
+    own = meta.maps_shape(meta.input_size_for(240, 320))[:2]
+    assert guess != own
+    pipe = Pipeline(rtsp_server.url, str(model), stream_config(**{"source.max_width": 640,
+                                                                 "source.max_height": 360}))
+    shapes = []
+    for r in pipe.run():
+        assert r.frame.shape == (240, 320, 3)
+        shapes.append(r.cam.shape)
+        if len(shapes) == 10:
+            pipe.stop()
+    assert set(shapes) == {own}, (shapes, guess)
