@@ -18,7 +18,7 @@ from gapstream.batch.events import PresenceIntervals, person_seconds
 from gapstream.batch.inputs import discover
 from gapstream.batch.job import FileOutcome, FileTask, process_file
 from gapstream.batch.pool import LocalPool
-from gapstream.config import PipelineConfig, load_config
+from gapstream.config import EventsConfig, PipelineConfig, load_config
 from gapstream.errors import SourceError
 from gapstream.shm import stale_segments
 
@@ -66,14 +66,22 @@ def no_parts(out: Path) -> bool:
 
 # -- pieces ---------------------------------------------------------------------------------------
 
-def test_presence_intervals() -> None:
-    ev = PresenceIntervals()
-    for i, (p, person) in enumerate([(0.1, False), (0.8, True), (0.9, True), (0.2, False), (0.7, True)]):
-        ev.update(i, i * 0.5, p, person)
+def test_presence_intervals_follow_the_event_hysteresis() -> None:
+    """Per-file events use the live events' rule: min_frames to start, a dip shorter than
+    hold_time does not split an interval, and it ends at the first frame of the final dip."""
+    cfg = EventsConfig(on_threshold=0.6, off_threshold=0.4, min_frames=2, hold_time=1.0)
+    ev = PresenceIntervals(cfg)
+    probs = [0.1, 0.8, 0.9, 0.2, 0.7, 0.1, 0.1, 0.1, 0.9, 0.95]
+    for i, p in enumerate(probs):
+        ev.update(i, i * 0.5, p)
     events = ev.finish()
     assert [(e.start, e.end, e.start_frame, e.end_frame, e.peak_frame) for e in events] == [
-        (0.5, 1.5, 1, 3, 2), (2.0, 2.5, 4, 5, 4)]
-    assert events[0].peak_prob == 0.9 and person_seconds(events) == 1.5
+        (0.5, 2.5, 1, 5, 2), (4.0, 5.0, 8, 10, 9)]
+    assert events[1].peak_prob == 0.95 and person_seconds(events) == 3.0
+    single = PresenceIntervals(cfg)
+    for i, p in enumerate([0.9, 0.1, 0.9]):  # never min_frames in a row: no event
+        single.update(i, i * 0.5, p)
+    assert single.finish() == []
 
 
 def test_discover_inputs(clips: Path, tmp_path: Path) -> None:
@@ -129,7 +137,10 @@ def test_cli_folder_with_corrupt_and_truncated_files(clips: Path, tiny_model: Pa
     assert r.returncode == 1 and len(error_lines(r.stderr)) == 1 and "other settings" in r.stderr
 
 
-def test_resume_after_interrupted_run(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_resume_after_interrupted_run(tiny_model: Path, tmp_path: Path, sig: int) -> None:
+    """A signal only sets the stop flag: the files in flight are abandoned, the manifest keeps
+    the finished ones, the run exits 130, and a re-run does the rest."""
     src = tmp_path / "clips"
     src.mkdir()
     for i in range(6):
@@ -145,7 +156,7 @@ def test_resume_after_interrupted_run(tiny_model: Path, tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (out / "manifest.json").exists():
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)  # as Ctrl-C would, mid-run
+        proc.send_signal(sig)  # as Ctrl-C or a service manager would, mid-run
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
     done = {k for k, v in json.loads((out / "manifest.json").read_text())["files"].items()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -58,12 +57,11 @@ def main(args: argparse.Namespace) -> int:
 
     from ..cli import _setup_logging
     from ..config import load_config
+    from ..signals import stop_on_signals
     from .driver import BatchOptions, run_batch
-    from .pool import raise_interrupt
     from .summary import summary
 
     _check(args)
-    signal.signal(signal.SIGTERM, raise_interrupt)  # stop the workers cleanly, as on Ctrl-C
     overrides = {"model.path": args.model, "infer.batch_size": args.batch, "post.threshold": args.threshold,
                  "model.num_threads": args.threads}
     cfg = load_config(args.config, {k: v for k, v in overrides.items() if v is not None})
@@ -72,9 +70,14 @@ def main(args: argparse.Namespace) -> int:
                         workers=args.workers, ray=args.ray, retry_failed=args.retry_failed,
                         max_attempts=args.max_attempts, cpus_per_file=args.cpus_per_file,
                         progress=args.progress)
-    with logging_redirect_tqdm():  # log lines above the bar, not through it
-        report = run_batch(opts, say=lambda s: print(f"gapstream: {s}", file=sys.stderr))
+    # Ctrl-C and SIGTERM only set a flag: the files in flight are abandoned, the manifest keeps
+    # what finished (a re-run resumes), then the run exits 130.
+    with stop_on_signals() as signalled, logging_redirect_tqdm():  # log lines above the bar
+        report = run_batch(opts, say=lambda s: print(f"gapstream: {s}", file=sys.stderr),
+                           stop=signalled.is_set)
     print(summary(sorted(report.outcomes, key=lambda o: o.key), report.skipped, report.not_retried))
+    if report.interrupted:
+        raise KeyboardInterrupt
     if report.failed:
         total = len(report.outcomes) + report.skipped + len(report.not_retried)
         raise GapstreamError(f"{report.failed} of {total} files failed (listed above and in "

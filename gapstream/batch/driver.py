@@ -46,6 +46,7 @@ class BatchReport:
     skipped: int = 0  # done in an earlier run
     not_retried: list[FileOutcome] = field(default_factory=list)  # failed earlier, left alone
     runner: str = ""
+    interrupted: bool = False  # stopped by a signal before every file was done
 
     @property
     def failed(self) -> int:
@@ -63,8 +64,10 @@ def default_workers(n_cores: int) -> int:
 def settings(opts: BatchOptions) -> dict:
     """What decides a file's outputs; a manifest made with other settings is not reused."""
     model = resolve_model(opts.config.model.path)
+    ev = opts.config.events  # the per-file events follow its rule (batch/events.py)
+    rule = {k: getattr(ev, k) for k in ("on_threshold", "off_threshold", "min_frames", "hold_time")}
     return {"model": load_meta(model).tflite_sha256 or str(model), "post": asdict(opts.config.post),
-            "video": opts.video}
+            "events": rule, "video": opts.video}
 
 
 def _task_config(cfg: PipelineConfig, threads: int) -> PipelineConfig:
@@ -76,8 +79,13 @@ def _task_config(cfg: PipelineConfig, threads: int) -> PipelineConfig:
     return replace(cfg, model=model)
 
 
-def run_batch(opts: BatchOptions, say: Callable[[str], None] = print) -> BatchReport:
-    """Process every file ``opts.inputs`` names that is not done yet; ``say`` reports choices."""
+def run_batch(opts: BatchOptions, say: Callable[[str], None] = print,
+              stop: Callable[[], bool] = lambda: False) -> BatchReport:
+    """Process every file ``opts.inputs`` names that is not done yet; ``say`` reports choices.
+
+    Once ``stop()`` (a signal's flag) the files in flight are abandoned, what finished is in the
+    manifest, and the report says ``interrupted``: a re-run resumes.
+    """
     out = opts.out
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder")
@@ -103,12 +111,13 @@ def run_batch(opts: BatchOptions, say: Callable[[str], None] = print) -> BatchRe
             + (f", {len(report.not_retried)} failed earlier (--retry-failed to retry)"
                if report.not_retried else ""))
         if todo:
-            _run(opts, todo, manifest, report, say)
+            _run(opts, todo, manifest, report, say, stop)
+            report.interrupted = stop()
     return report
 
 
 def _run(opts: BatchOptions, todo: list[InputFile], manifest: Manifest, report: BatchReport,
-         say: Callable[[str], None]) -> None:
+         say: Callable[[str], None], stop: Callable[[], bool]) -> None:
     by_key = {f.key: f for f in todo}
     if opts.ray:
         runner: LocalPool | RayRunner = RayRunner(opts.ray, opts.cpus_per_file, opts.max_attempts)
@@ -128,7 +137,7 @@ def _run(opts: BatchOptions, todo: list[InputFile], manifest: Manifest, report: 
         else:
             report.runner = f"local ({runner.workers} workers)"
         with BatchProgress(len(tasks), opts.progress) as bar:
-            for item in runner.run(tasks):
+            for item in runner.run(tasks, stop):
                 if isinstance(item, Progress):
                     bar.frames(item.key, item.frames)
                     continue

@@ -85,7 +85,7 @@ def process_file(task: FileTask, progress: Callable[[int], None] | None = None,
     try:
         with PartFiles(Path(task.out_dir)) as parts:
             video = parts.part(VIDEO) if task.video else None
-            intervals = PresenceIntervals()
+            intervals = PresenceIntervals(task.config.events)
             last_report = t0
             results = Pipeline(config=file_config(task, video)).run()
             # closing: an interrupt stops the stages and frees the rings before we unwind further
@@ -95,7 +95,7 @@ def process_file(task: FileTask, progress: Callable[[int], None] | None = None,
                         raise KeyboardInterrupt
                     d = r.to_dict()
                     f.write(json.dumps(frame_record(d)) + "\n")
-                    intervals.update(r.index, d["time"], r.person_prob, r.is_person)
+                    intervals.update(r.index, d["time"], r.person_prob)
                     outcome.frames += 1
                     if progress is not None and time.monotonic() - last_report >= PROGRESS_EVERY:
                         progress(outcome.frames)

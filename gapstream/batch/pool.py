@@ -110,11 +110,14 @@ class LocalPool:
         child.close()
         return _Worker(proc, parent)
 
-    def run(self, tasks: list[FileTask]) -> Iterator[Progress | FileOutcome]:
+    def run(self, tasks: list[FileTask], stop: Callable[[], bool] = lambda: False
+            ) -> Iterator[Progress | FileOutcome]:
+        """Outcomes as files finish; returns early once ``stop()`` (files in flight are then
+        abandoned by :meth:`close`, and left to a later run)."""
         queue: deque[tuple[FileTask, int]] = deque((t, 1) for t in tasks)
         shm.remove_stale()  # rings of pipelines killed with an earlier batch (their owner is gone)
         self._pool = [self._spawn() for _ in range(min(self.workers, len(tasks)))]
-        while queue or any(w.task for w in self._pool):
+        while (queue or any(w.task for w in self._pool)) and not stop():
             for w in self._pool:
                 if w.task is None and queue:
                     w.task, w.attempt = queue.popleft()

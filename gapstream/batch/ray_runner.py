@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,14 @@ class RayRunner:
     def cluster_cpus(self) -> float:
         return float(self._ray.cluster_resources().get("CPU", 0))
 
-    def run(self, tasks: list[FileTask]) -> Iterator[Progress | FileOutcome]:
+    def run(self, tasks: list[FileTask], stop: Callable[[], bool] = lambda: False
+            ) -> Iterator[Progress | FileOutcome]:
+        """Outcomes as files finish; returns early once ``stop()`` (``__exit__`` cancels the rest)."""
         ray = self._ray
         remote = ray.remote(num_cpus=self.cpus_per_file, max_retries=self.max_attempts - 1,
                             retry_exceptions=False)(ray_task)
         self._pending = {remote.remote(t): t for t in tasks}
-        while self._pending:
+        while self._pending and not stop():
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0.5,
                                fetch_local=False)
             for ref in done:
