@@ -196,13 +196,17 @@ def entry() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Until `run` installs its stop flag, SIGTERM stops like Ctrl-C (exit 130); nothing is open yet.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+    # The caller's handler comes back on the way out.
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return _main(argv)
     except KeyboardInterrupt:  # also while the parser is built (it imports the verbs' modules)
         print("gapstream: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old is not None:  # None: a handler not installed from Python, which we cannot put back
+            signal.signal(signal.SIGTERM, old)
 
 
 def _is_image_file(arg: str) -> bool:

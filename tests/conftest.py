@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
-    """Every test must leave no shared-memory ring and no stage process of this process behind."""
+    """Every test must leave no shared-memory ring, no stage process of this process and no
+    changed SIGINT/SIGTERM handler behind (an ignored SIGINT is inherited by every child)."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     yield
+    changed = {signal.Signals(s).name: signal.getsignal(s) for s, h in handlers.items()
+               if signal.getsignal(s) != h}
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    assert not changed, f"signal handlers left changed: {changed}"
     assert not shm_segments(), "leaked shared memory"
     assert not gapstream_children(), "leaked stage processes"
 
