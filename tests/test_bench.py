@@ -36,6 +36,7 @@ def test_bench_smoke(tmp_path: Path, tiny_model: Path) -> None:
     assert labels == [
         "PyAV decode to RGB (ceiling)",
         "gapstream int8 batch 1", "gapstream int8 batch 2",
+        "gapstream int8 batch 2, decoded to model size",
         "gapstream int8 batch 2 + annotated video",
         "gapstream int8 batch 1, 1 core (taskset -c 0, 1 thread)",
         "gapstream int8 batch 4, 1 core (taskset -c 0, 1 thread)",
@@ -47,6 +48,9 @@ def test_bench_smoke(tmp_path: Path, tiny_model: Path) -> None:
         assert r["frames"] == 12 and r["fps"] > 0 and r["cpu_pct"] > 0 and r["peak_mb"] > 0
         assert r["method"] == "decode" or len(r["latency_ms"]) == 12
     assert report["rows"][-1]["skipped"]
+    direct = next(t for t in report["targets"] if t["target"].startswith("decoded to model size"))
+    assert "of the raw decode fps (160x120)" in direct["target"]
+    assert "decoded to model size" in direct["value"]
     assert set(report["profile"]["160x120"]) >= {"decode", "to_rgb", "resize", "infer_b1", "infer_b8",
                                                  "cam_boxes", "blend_draw", "encode"}
     md = (out / "results.md").read_text()

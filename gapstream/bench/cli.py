@@ -40,7 +40,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hog-python", metavar="PYTHON",
                    help="interpreter whose OpenCV has HOGDescriptor for the HOG rows (default: this one)")
     p.add_argument("--skip", default="", metavar="ROWS",
-                   help="comma-separated row kinds to skip: reference,hog,float,video,single,live,profile")
+                   help="comma-separated row kinds to skip: reference,hog,float,direct,video,single,live,"
+                        "profile")
     p.add_argument("--out", default=str(RESULTS_DIR), metavar="DIR",
                    help="where results.md/json, fps.png, latency.png and README_table.md go")
     p.add_argument("--work", default=str(BENCH_WORK_DIR), metavar="DIR", help="clips and scratch files")

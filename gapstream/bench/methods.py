@@ -61,6 +61,10 @@ def w_pipeline(spec: dict) -> dict:
         overrides["source.live"] = False
     if spec.get("video"):
         overrides["output.video"] = str(scratch / f"bench-{tag}.mp4")
+    if spec.get("decode_to_model"):
+        overrides["source.decode_to_model"] = True
+    if spec.get("long_side"):
+        overrides["model.input_long_side"] = spec["long_side"]
     cfg = load_config(None, overrides)
     pipe = Pipeline(spec["clip"], spec["model"], cfg)
     lat: list[float] = []
