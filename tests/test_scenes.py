@@ -11,7 +11,7 @@ import pytest
 
 from gapstream.gapmodel import GapModel
 from gapstream.meta import load_meta
-from gapstream.training.scenes import CANVAS, build_scene_set, composite, split_crops
+from gapstream.training.scenes import CANVAS, SCALE_REGIMES, build_scene_set, composite, split_crops
 
 from .helpers import make_video_frames
 
@@ -76,6 +76,24 @@ def test_scene_set_takes_every_source_and_holds_out_validation(tmp_path: Path) -
     assert "clips" in vcounts  # the last 20 % of each train clip is validation
     # Only the train split of the clips: the eval clip's grey level (90) never appears unaltered.
     assert sum(counts["clips"]) + sum(vcounts.get("clips", [0, 0])) <= 22
+
+
+def test_scale_mix_keeps_the_set_and_adds_close_and_tiny_persons(tmp_path: Path) -> None:
+    """``scale_mix``: as many images, still paired, with persons outside the surveillance range."""
+    src = make_sources(tmp_path)
+    plain, _ = build_scene_set(src["clips"], src["neg"], src["crops"], src["external"], every_s=0.2)
+    mixed, _ = build_scene_set(src["clips"], src["neg"], src["crops"], src["external"], every_s=0.2,
+                               scale_mix=True)
+    assert mixed.counts() == plain.counts()
+    heights = []
+    rng = np.random.default_rng(0)
+    person = np.full((160, 96, 3), 250, np.uint8)
+    bg = np.zeros((*CANVAS, 3), np.uint8)
+    for (lo, hi), _share in SCALE_REGIMES:
+        boxes = np.concatenate([composite(bg, [person], rng, count=1, min_frac=lo, max_frac=hi)[1]
+                                for _ in range(10)])
+        heights.append((boxes[:, 3] - boxes[:, 1]).max() / CANVAS[0])
+    assert heights[1] > 0.3 and heights[2] < 0.1  # close persons (cut by the frame) and tiny ones
 
 
 def test_train_and_export_scene_model(tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         help="how the score map becomes the decision (default gap)")
     scenes.add_argument("--topk", type=float, default=0.05, help="share of cells top-k pooling averages")
     scenes.add_argument("--flip", action="store_true", help="also train on mirrored images")
+    scenes.add_argument("--scale-mix", action="store_true",
+                        help="composites also with close persons cut by the frame and tiny far ones")
     p.add_argument("--weights", required=True, metavar="PATH|none",
                    help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
                    "to train from scratch (nothing is ever downloaded)")
@@ -83,7 +85,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     from .scenes import build_scene_set
     from .train_scenes import SceneTrainConfig, train_scenes
 
-    train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed)
+    train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed,
+                                 scale_mix=args.scale_mix)
     backbone = "mobilenetv2" if args.backbone == "mobilenetv2" else "mobilenet"
     cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
                            stride=args.stride,

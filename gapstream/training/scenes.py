@@ -197,10 +197,20 @@ def _clip_images(root: Path, rng: np.random.Generator, every_s: float
             yield img, int(person), f"{'val' if held else 'train'}:clips"
 
 
+#: Person heights (fraction of the frame) of the composites' scale regimes, with their shares
+#: under ``scale_mix``: the surveillance range, close persons cut by the frame, and tiny far ones.
+SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
+
+
 def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crops: str | Path | None,
                     external: str | Path | None, seed: int = 0, every_s: float = 0.12,
-                    composites_per_scene: int = 2) -> tuple[SceneSet, SceneSet]:
-    """``(train, val)`` from every source given (None skips a source)."""
+                    composites_per_scene: int = 2, scale_mix: bool = False) -> tuple[SceneSet, SceneSet]:
+    """``(train, val)`` from every source given (None skips a source).
+
+    ``scale_mix``: each composite draws its persons' heights from one of :data:`SCALE_REGIMES`
+    (else all from the surveillance range), so close persons cut by the frame and tiny ones are
+    trained on too; the number of images stays the same.
+    """
     rng = np.random.default_rng(seed)
     x: list[np.ndarray] = []
     y: list[int] = []
@@ -223,7 +233,11 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
             tag = "val:composites" if i < n_val else "train:composites"
             for _ in range(composites_per_scene):
                 bg = crop_cover(scene, rng, (1.0, 1.8))
-                add(composite(bg, person_crops, rng)[0], 1, tag)
+                lo, hi = SCALE_REGIMES[0][0]
+                if scale_mix:
+                    pick = rng.choice(len(SCALE_REGIMES), p=[share for _, share in SCALE_REGIMES])
+                    lo, hi = SCALE_REGIMES[int(pick)][0]
+                add(composite(bg, person_crops, rng, min_frac=lo, max_frac=hi)[0], 1, tag)
                 add(composite(bg, others, rng)[0] if rng.random() < 0.5 else bg, 0, tag)
     if external:
         for label, sub in ((1, "pos"), (0, "neg")):
