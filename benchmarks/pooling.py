@@ -26,12 +26,20 @@ from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.media import IMAGE_EXTS  # noqa: E402
 
 
-def person_probs(model: GapModel, image: np.ndarray, long_side: int) -> float:
-    size = model.meta.input_size_for(*image.shape[:2], long_side)
-    if model.input_size != size:
-        model.input_size = size
-        model._interpreters.clear()
-    return float(model.predict(model.preprocess(image)[None])[0][0, model.meta.person_index])
+class AtAnySize:
+    """One model file at each input size an image needs (an interpreter has one input shape)."""
+
+    def __init__(self, path: Path, graph_probs: bool = False) -> None:
+        self.path, self.graph_probs = path, graph_probs
+        self.models: dict[tuple[int, int], GapModel] = {}
+        self.meta = GapModel(path).meta
+
+    def person_prob(self, image: np.ndarray, long_side: int) -> float:
+        size = self.meta.input_size_for(*image.shape[:2], long_side)
+        if size not in self.models:
+            self.models[size] = GapModel(self.path, input_size=size, graph_probs=self.graph_probs)
+        model = self.models[size]
+        return float(model.predict(model.preprocess(image)[None])[0][0, self.meta.person_index])
 
 
 def main() -> None:
@@ -42,9 +50,9 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/pooling.json")
     args = ap.parse_args()
     root = Path(args.models)
-    models = {"int8 graph": GapModel(root / "gapstream_person_int8.tflite", graph_probs=True),
-              "int8 run time": GapModel(root / "gapstream_person_int8.tflite"),
-              "float32": GapModel(root / "gapstream_person_float32.tflite")}
+    models = {"int8 graph": AtAnySize(root / "gapstream_person_int8.tflite", graph_probs=True),
+              "int8 run time": AtAnySize(root / "gapstream_person_int8.tflite"),
+              "float32": AtAnySize(root / "gapstream_person_float32.tflite")}
     long_side = models["float32"].meta.input_long_side
     rows = []
     for spec in args.folders:
@@ -57,7 +65,7 @@ def main() -> None:
                 continue
             rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             for k, m in models.items():
-                probs[k].append(person_probs(m, rgb, long_side))
+                probs[k].append(m.person_prob(rgb, long_side))
         p = {k: np.array(v) for k, v in probs.items()}
         row = {"folder": folder, "label": label, "images": len(p["float32"])}
         for k in models:
