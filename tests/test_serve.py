@@ -215,3 +215,39 @@ def test_page_never_shows_a_camera_password() -> None:
         assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200  # within its first open_timeout
     assert status == 200 and b"s3cret" not in page + api
     assert b"rtsp://admin:***@127.0.0.1:1/x" in page and json.loads(api)[0]["source"].startswith("rtsp://admin:***@")
+
+
+def test_jpegs_are_made_only_while_someone_looks() -> None:
+    """No viewer: the first JPEG only. An open MJPEG stream, or a latest.jpg request (which then
+    waits for a fresh one), makes them again."""
+    from gapstream.config import PostConfig
+    from gapstream.detections import Detections
+    from gapstream.results import Result
+    from gapstream.serve.live import CameraView
+
+    view = CameraView("door", "file.mp4", stall_timeout=5.0, live_fps=10.0)
+    post = PostConfig(threshold=0.2)
+
+    def feed(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            frame = np.full((48, 64, 3), 10 * i, np.uint8)
+            res = Result(index=i, pts=i / 15, probs=np.array([0.9, 0.1], np.float32), person_prob=0.1,
+                         is_person=False, detections=Detections.empty(), cam=np.zeros((3, 4), np.float32),
+                         frame=frame, latency_ms=1.0)
+            view.update(res, 0.1, False, True, post)
+            time.sleep(0.11)  # slower than 1 / live_fps: each frame may be encoded
+
+    feed(5, 0)
+    assert view.seq == 1 and view.frames == 5  # nobody looked: one JPEG, for latest.jpg's first answer
+    view.watchers = 1  # an open MJPEG stream
+    feed(3, 5)
+    assert view.seq == 4
+    view.watchers = 0
+    time.sleep(0.25)  # the JPEG is now older than two frame intervals
+    stale = view.fresh_jpeg()  # no frame comes: after waiting, the old one; but JPEGs are wanted now
+    assert view.seq == 4 and stale == view.jpeg
+    feed(1, 8)
+    assert view.seq == 5  # made for the request, though nobody streams
+    jpeg = view.fresh_jpeg()  # fresh now: no wait
+    assert jpeg is not None and jpeg != stale
+    assert abs(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).mean() - 80) < 2

@@ -150,8 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _latest(self, view: CameraView) -> None:
-        with view.cond:
-            jpeg = view.jpeg
+        jpeg = view.fresh_jpeg()
         if jpeg is None:
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"no frame yet\n", "text/plain", {"Retry-After": "1"})
         else:
@@ -166,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         seq = -1
+        with view.cond:
+            view.watchers += 1
         try:
             while not self.app.closing.is_set():
                 with view.cond:
@@ -179,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass  # the viewer went away
+        finally:
+            with view.cond:
+                view.watchers -= 1
 
     def _page(self, token: str) -> str:
         suffix = f"?token={quote(token)}" if token else ""

@@ -14,6 +14,8 @@ from ..config import PostConfig
 from ..post import annotate_frame
 from ..results import Result
 
+WANTED_FOR = 10.0  # seconds a latest.jpg request keeps the JPEGs coming
+
 
 @dataclass
 class CameraView:
@@ -32,8 +34,13 @@ class CameraView:
     person: bool = False  # an event is open
     events: int = 0
     jpeg: bytes | None = None
+    jpeg_time: float = -1e9  # monotonic time the JPEG was made
     seq: int = 0  # bumps with every new JPEG
     cond: threading.Condition = field(default_factory=threading.Condition)
+    # JPEGs are made only while someone looks: an open MJPEG stream, or a latest.jpg request
+    # within WANTED_FOR seconds (a camera nobody watches costs no encoding).
+    watchers: int = 0
+    wanted_until: float = -1e9
     _last_jpeg: float = -1e9
 
     def update(self, result: Result, score: float, active: bool, annotated: bool, post: PostConfig) -> None:
@@ -46,6 +53,8 @@ class CameraView:
         self.frames += 1
         if now - self._last_jpeg < 1 / self.live_fps:
             return
+        if self.jpeg is not None and self.watchers == 0 and now > self.wanted_until:
+            return
         self._last_jpeg = now
         frame = result.frame
         if not annotated:  # the post stage drew nothing: draw on a copy, never on the shared frame
@@ -55,8 +64,18 @@ class CameraView:
                                [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if ok:
             with self.cond:
-                self.jpeg, self.seq = np.asarray(buf).tobytes(), self.seq + 1
+                self.jpeg, self.seq, self.jpeg_time = np.asarray(buf).tobytes(), self.seq + 1, now
                 self.cond.notify_all()
+
+    def fresh_jpeg(self) -> bytes | None:
+        """The latest JPEG, waiting up to two frame intervals for a new one when it is stale
+        (nobody was watching, so none was made)."""
+        with self.cond:
+            self.wanted_until = time.monotonic() + WANTED_FOR
+            if time.monotonic() - self.jpeg_time > 2 / self.live_fps:
+                seq = self.seq
+                self.cond.wait_for(lambda: self.seq != seq, timeout=2 / self.live_fps)
+            return self.jpeg
 
     @property
     def fps(self) -> float:
