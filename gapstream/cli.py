@@ -127,8 +127,13 @@ def _run_cameras(args: argparse.Namespace, cfg: PipelineConfig) -> None:
     from .multi import MultiPipeline, camera_line, parse_sources
 
     pipe = MultiPipeline(parse_sources(args.source, cfg.source) if args.source else None, config=cfg)
-    for _ in pipe.run():
-        pass
+    try:
+        for _ in pipe.run():
+            pass
+    except KeyboardInterrupt:  # stopped by a signal: still say what each camera did
+        if pipe.camera_stats:
+            print(f"gapstream: cameras: {camera_line(pipe.camera_stats)}", file=sys.stderr)
+        raise
     assert pipe.stats is not None
     written = [p for p in (cfg.output.json, cfg.events.json) if p and p != "-"]
     # With --json - stdout carries only the JSON Lines.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -131,6 +132,25 @@ def test_cli_several_sources_and_errors(tiny_model: Path, tmp_path: Path) -> Non
                         "--out", str(tmp_path / "o.mp4")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("gapstream: error: output.video and --show take one")
+
+
+def test_cli_interrupted_still_reports_each_camera(tiny_model: Path, tmp_path: Path) -> None:
+    live = "synthetic://?width=64&height=48&fps=15&live=1"
+    with subprocess.Popen([sys.executable, "-m", "gapstream", "run", f"door={live}", f"yard={live}",
+                           "--model", str(tiny_model), "--json", str(tmp_path / "o.jsonl")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_lines(tmp_path / "o.jsonl")) < 20:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    line = next(x for x in err.splitlines() if x.startswith("gapstream: cameras:"))
+    assert "door " in line and "yard " in line and "interrupted" in err
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_sources_config_inherits_and_checks_names() -> None:
