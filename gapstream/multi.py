@@ -26,8 +26,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import capture, post, shm
 from .capture import SourceInfo
 from .config import InferConfig, ModelConfig, PipelineConfig, PostConfig, SourceConfig, load_config
@@ -36,7 +34,7 @@ from .infer import Models, plan_input, run_grouped
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .pipeline import _shutdown, _watchdog_limits, resolve_model
+from .pipeline import _frame_fields, _maps_fields, _shutdown, _watchdog_limits, resolve_model, resolve_post
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -111,11 +109,7 @@ class MultiPipeline:
         check_outputs({"--json": cfg.output.json}, [str(model_path), *inputs])
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
-        post_cfg = cfg.post
-        if post_cfg.threshold is None:
-            post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
-        if post_cfg.box_scale is None:
-            post_cfg = replace(post_cfg, box_scale=list(meta.box_scale))
+        post_cfg = resolve_post(cfg.post, meta)
         # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed
         # (a stream's is known only once it connects: its frames are sized one by one).
         planned = [plan_input(meta, i, cfg.model.input_long_side) for i in infos]
@@ -142,12 +136,10 @@ class MultiPipeline:
         rings: list[Ring] = []
         for k, info in enumerate(plan.infos):
             slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-            ring = shm.make_ring({"frame": ((info.height, info.width, 3), np.uint8)},
-                                 max(slots, cfg.infer.batch_size + 1), ctx, f"frames{k}")
+            ring = shm.make_ring(_frame_fields(info), max(slots, cfg.infer.batch_size + 1), ctx, f"frames{k}")
             stack.callback(ring.close)
             rings.append(ring)
-        maps = shm.make_ring({"probs": ((len(meta.labels),), np.float32),
-                              "maps": (plan.maps_shape, np.float32)},
+        maps = shm.make_ring(_maps_fields(meta, plan.maps_shape),
                              max(cfg.buffers.result_slots, cfg.infer.batch_size), ctx, "maps")
         stack.callback(maps.close)
         procs: list[Any] = []

@@ -135,11 +135,7 @@ class Pipeline:
                       [cfg.source.uri, str(model_path), *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
-        post_cfg = cfg.post
-        if post_cfg.threshold is None:
-            post_cfg = replace(post_cfg, threshold=meta.cam_threshold)
-        if post_cfg.box_scale is None:
-            post_cfg = replace(post_cfg, box_scale=list(meta.box_scale))
+        post_cfg = resolve_post(cfg.post, meta)
         annotate = cfg.output.annotate
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
@@ -318,6 +314,16 @@ def _watch(run: _Running, live: bool, next_index: int) -> None:
     run.stages.close()  # kills the hung process; its queues and rings go with it (closing is idempotent)
     run.stages = run.spawn(next_index)
     run.counters.add("restarts")
+
+
+def resolve_post(post: PostConfig, meta: ModelMeta) -> PostConfig:
+    """``post`` with the box rule the config leaves open (threshold, box factors) taken from the
+    model's metadata, where validation chose it."""
+    if post.threshold is None:
+        post = replace(post, threshold=meta.cam_threshold)
+    if post.box_scale is None:
+        post = replace(post, box_scale=list(meta.box_scale))
+    return post
 
 
 def _frame_fields(info: SourceInfo) -> dict[str, Any]:
