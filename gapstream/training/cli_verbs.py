@@ -45,6 +45,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     scenes.add_argument("--crops", metavar="DIR",
                         help="INRIA 96x160 person crops pasted into --inria-neg scenes")
     scenes.add_argument("--external", metavar="DIR", help="real photos in pos/<source>/ and neg/<source>/")
+    scenes.add_argument("--footage", metavar="DIR",
+                        help="teacher-labelled real videos (labels.json from gapstream.training.teacher); "
+                             "its val sources are validation only")
     scenes.add_argument("--stride", type=int, default=16, choices=[16, 32],
                         help="conv-map stride (default 16)")
     scenes.add_argument("--pooling", default="gap", choices=["gap", "topk"],
@@ -86,7 +89,7 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     from .train_scenes import SceneTrainConfig, train_scenes
 
     train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed,
-                                 scale_mix=args.scale_mix)
+                                 scale_mix=args.scale_mix, footage=args.footage)
     backbone = "mobilenetv2" if args.backbone == "mobilenetv2" else "mobilenet"
     cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
                            stride=args.stride,
@@ -104,7 +107,7 @@ def train_scenes_main(args: argparse.Namespace) -> int:
 def train_main(args: argparse.Namespace) -> int:
     _quiet_tf()
     _need_tf()
-    if args.clips or args.external or args.inria_neg:
+    if args.clips or args.external or args.inria_neg or args.footage:
         return train_scenes_main(args)
     if not args.data:
         raise GapstreamError("train needs --data INRIA_ROOT, or the scene recipe's "
@@ -185,7 +188,7 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="real clips with per-second person labels (a folder with labels.json): "
                         "frame recall on person seconds and false positives on empty seconds, run "
                         "through the same pipeline as 'gapstream run'")
-    p.add_argument("--split", default="eval", choices=["eval", "train", "all"],
+    p.add_argument("--split", default="eval", choices=["eval", "train", "val", "all"],
                    help="which clips of --clips (default: eval)")
     p.add_argument("--images", action="append", default=[], metavar="DIR=person|no_person",
                    help="an image folder whose images all show persons, or none (repeatable)")

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 
-SPLITS = ("train", "eval", "all")
+SPLITS = ("train", "val", "eval", "all")
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,20 @@ def _clip_images(root: Path, rng: np.random.Generator, every_s: float
             yield img, int(person), f"{'val' if held else 'train'}:clips"
 
 
+def _footage_images(root: Path, rng: np.random.Generator, every_s: float = 0.5, per_clip: int = 120
+                    ) -> Iterator[tuple[np.ndarray, int, str]]:
+    """Frames of teacher-labelled videos: whole ``val`` sources are validation; the eval split,
+    should a labels file have one, is never read."""
+    for split in ("train", "val"):
+        for clip in load_clips(root, split):
+            samples = sample_frames(clip, every_s, seed=int(rng.integers(1 << 31)))
+            for i, (frame, person, _) in enumerate(samples):
+                if i >= per_clip:
+                    break
+                img = fit(frame, rng) if person or rng.random() < 0.5 else crop_cover(frame, rng, (1.0, 1.4))
+                yield img, int(person), f"{split}:footage"
+
+
 #: Person heights (fraction of the frame) of the composites' scale regimes, with their shares
 #: under ``scale_mix``: the surveillance range, close persons cut by the frame, and tiny far ones.
 SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
@@ -204,7 +218,8 @@ SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
 
 def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crops: str | Path | None,
                     external: str | Path | None, seed: int = 0, every_s: float = 0.12,
-                    composites_per_scene: int = 2, scale_mix: bool = False) -> tuple[SceneSet, SceneSet]:
+                    composites_per_scene: int = 2, scale_mix: bool = False,
+                    footage: str | Path | None = None) -> tuple[SceneSet, SceneSet]:
     """``(train, val)`` from every source given (None skips a source).
 
     ``scale_mix``: each composite draws its persons' heights from one of :data:`SCALE_REGIMES`
@@ -223,6 +238,9 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
 
     if clips:
         for img, label, tag in _clip_images(Path(clips), rng, every_s):
+            add(img, label, tag)
+    if footage:
+        for img, label, tag in _footage_images(Path(footage), rng):
             add(img, label, tag)
     if inria_neg and crops:
         scenes = [s for s in (read_rgb(p) for p in image_files(inria_neg)) if s is not None]

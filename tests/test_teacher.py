@@ -1,0 +1,63 @@
+"""Teacher pseudo-labels for unlabelled footage, and how training reads them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gapstream.training.clips import load_clips
+from gapstream.training.scenes import build_scene_set
+from gapstream.training.teacher import TeacherRule, segments_from_scores, source_of, split_of, videos_in
+
+from .helpers import make_video_frames
+
+RULE = TeacherRule(person_at=0.5, empty_below=0.25, step_s=0.5)
+
+
+def test_video_with_people_keeps_only_confident_person_samples() -> None:
+    scores = [(0.0, 0.9), (0.5, 0.8), (1.0, 0.05), (1.5, 0.3), (2.0, 0.7)]
+    segs = segments_from_scores(scores, RULE, person_free=False)
+    # low scores are not "no person": the teacher misses cut-off and tiny persons
+    assert segs == [{"start": 0.0, "end": 0.75, "person": True}, {"start": 1.75, "end": 2.25, "person": True}]
+
+
+def test_checked_person_free_video_leaves_out_person_like_samples() -> None:
+    scores = [(0.0, 0.01), (0.5, 0.1), (1.0, 0.6), (1.5, 0.2)]
+    segs = segments_from_scores(scores, RULE, person_free=True)
+    assert segs == [{"start": 0.0, "end": 0.75, "person": False}, {"start": 1.25, "end": 1.75, "person": False}]
+
+
+def test_sources_are_held_out_whole(tmp_path: Path) -> None:
+    names = [f"src{i}__clip{j}.mp4" for i in range(40) for j in range(3)]
+    splits: dict[str, set[str]] = {}
+    for n in names:
+        splits.setdefault(source_of(Path(n)), set()).add(split_of(source_of(Path(n))))
+    assert all(len(s) == 1 for s in splits.values())  # never split inside a source
+    held = sum(s == {"val"} for s in splits.values())
+    assert 3 <= held <= 20  # about a quarter of 40
+    (tmp_path / "noperson").mkdir()
+    for n in ("a__x.mp4", "noperson/b__y.avi", "notes.txt"):
+        (tmp_path / n).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in videos_in(tmp_path)] == ["a__x.mp4", "noperson/b__y.avi"]
+
+
+def test_footage_val_sources_are_validation_only(tmp_path: Path) -> None:
+    root = tmp_path / "footage"
+    make_video_frames(root / "cam__a.mp4", [np.full((90, 160, 3), 200, np.uint8)] * 20, 10)
+    make_video_frames(root / "noperson" / "yard__b.mp4", [np.full((90, 160, 3), 40, np.uint8)] * 20, 10)
+    make_video_frames(root / "other__c.mp4", [np.full((90, 160, 3), 120, np.uint8)] * 20, 10)
+    (root / "labels.json").write_text(json.dumps({"clips": [
+        {"file": "cam__a.mp4", "split": "train", "segments": [{"start": 0, "end": 2.0, "person": True}]},
+        {"file": "noperson/yard__b.mp4", "split": "train",
+         "segments": [{"start": 0, "end": 0.75, "person": False}, {"start": 1.25, "end": 2.0, "person": False}]},
+        {"file": "other__c.mp4", "split": "val", "segments": [{"start": 0, "end": 2.0, "person": True}]},
+    ]}))
+    assert [c.name for c in load_clips(root, "val")] == [f"{root.name}/other__c.mp4"]
+    train, val = build_scene_set(None, None, None, None, footage=root)
+    assert set(train.source) == {"footage"} and set(val.source) == {"footage"}
+    # the held-out source's frames (mean 120) are all in val, none in train
+    assert np.all(np.abs(val.x.reshape(len(val.y), -1).mean(1) - 120) < 20)
+    assert not np.any(np.abs(train.x.reshape(len(train.y), -1).mean(1) - 120) < 10)
+    assert set(train.y.tolist()) == {0, 1} and set(val.y.tolist()) == {1}
