@@ -135,12 +135,26 @@ def videos_in(folder: Path) -> Iterator[Path]:
             yield from sorted(p for p in sub.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
-def label_folder(folder: Path, teacher: YoloTeacher, rule: TeacherRule) -> dict:
+def cached_scores(path: Path, teacher: YoloTeacher, rule: TeacherRule, cache: Path
+                  ) -> tuple[list[tuple[float, float]], dict]:
+    """:func:`score_video`, kept in ``cache`` by file name and size (moving a video into
+    ``noperson/`` does not score it again)."""
+    key = cache / f"{path.name}.{path.stat().st_size}.{rule.step_s}.{rule.max_s}.json"
+    if key.is_file():
+        doc = json.loads(key.read_text())
+        return [(float(t), float(s)) for t, s in doc["scores"]], doc["facts"]
+    scores, facts = score_video(path, teacher, rule)
+    cache.mkdir(parents=True, exist_ok=True)
+    key.write_text(json.dumps({"scores": scores, "facts": facts}))
+    return scores, facts
+
+
+def label_folder(folder: Path, teacher: YoloTeacher, rule: TeacherRule, cache: Path) -> dict:
     """The ``labels.json`` document for every video in ``folder``."""
     clips = []
     for path in videos_in(folder):
         person_free = path.parent.name == "noperson"
-        scores, facts = score_video(path, teacher, rule)
+        scores, facts = cached_scores(path, teacher, rule, cache)
         segments = segments_from_scores(scores, rule, person_free)
         kept = sum(round((s["end"] - s["start"]) / rule.step_s) for s in segments)
         print(f"{path.relative_to(folder)}: {len(scores)} samples, {kept} kept as "
@@ -161,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--empty-below", type=float, default=TeacherRule.empty_below)
     p.add_argument("--step", type=float, default=TeacherRule.step_s, help="seconds between samples")
     p.add_argument("--max-seconds", type=float, default=TeacherRule.max_s)
+    p.add_argument("--cache", help="where teacher scores are kept (default: OUT's folder/.teacher-cache)")
     args = p.parse_args(argv)
     rule = TeacherRule(args.person_at, args.empty_below, args.step, args.max_seconds)
-    doc = label_folder(Path(args.videos), YoloTeacher(args.model), rule)
+    cache = Path(args.cache) if args.cache else Path(args.out).parent / ".teacher-cache"
+    doc = label_folder(Path(args.videos), YoloTeacher(args.model), rule, cache)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
