@@ -20,13 +20,15 @@ def test_video_with_people_keeps_only_confident_person_samples() -> None:
     scores = [(0.0, 0.9), (0.5, 0.8), (1.0, 0.05), (1.5, 0.3), (2.0, 0.7)]
     segs = segments_from_scores(scores, RULE, person_free=False)
     # low scores are not "no person": the teacher misses cut-off and tiny persons
-    assert segs == [{"start": 0.0, "end": 0.75, "person": True}, {"start": 1.75, "end": 2.25, "person": True}]
+    assert segs == [{"start": 0.0, "end": 0.75, "person": True},
+                    {"start": 1.75, "end": 2.25, "person": True}]
 
 
 def test_checked_person_free_video_leaves_out_person_like_samples() -> None:
     scores = [(0.0, 0.01), (0.5, 0.1), (1.0, 0.6), (1.5, 0.2)]
     segs = segments_from_scores(scores, RULE, person_free=True)
-    assert segs == [{"start": 0.0, "end": 0.75, "person": False}, {"start": 1.25, "end": 1.75, "person": False}]
+    assert segs == [{"start": 0.0, "end": 0.75, "person": False},
+                    {"start": 1.25, "end": 1.75, "person": False}]
 
 
 def test_sources_are_held_out_whole(tmp_path: Path) -> None:
@@ -40,7 +42,8 @@ def test_sources_are_held_out_whole(tmp_path: Path) -> None:
     (tmp_path / "noperson").mkdir()
     for n in ("a__x.mp4", "noperson/b__y.avi", "notes.txt"):
         (tmp_path / n).write_bytes(b"")
-    assert [p.relative_to(tmp_path).as_posix() for p in videos_in(tmp_path)] == ["a__x.mp4", "noperson/b__y.avi"]
+    found = [p.relative_to(tmp_path).as_posix() for p in videos_in(tmp_path)]
+    assert found == ["a__x.mp4", "noperson/b__y.avi"]
 
 
 def test_footage_val_sources_are_validation_only(tmp_path: Path) -> None:
