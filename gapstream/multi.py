@@ -309,7 +309,9 @@ class MultiPipeline:
 
 
 def camera_line(stats: dict[str, dict[str, int]]) -> str:
-    """Per-camera counters on one line: ``door 120 frames, dropped 0, reconnects 0 | ...``."""
+    """Per-camera counters on one line: ``door 120 frames, captured 125, dropped 5, reconnects 0 | ...``
+    (frames: results; captured: frames decoded; dropped: decoded but not inferred, a live ring
+    being full; so frames + dropped == captured once the run has drained)."""
     return " | ".join(f"{n} {s['inferred']} frames, captured {s['captured']}, dropped {s['dropped']}, "
                       f"reconnects {s['reconnects']}" for n, s in stats.items())
 

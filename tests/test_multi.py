@@ -17,7 +17,7 @@ import pytest
 from gapstream.config import load_config
 from gapstream.errors import ConfigError, PipelineError
 from gapstream.meta import load_meta
-from gapstream.multi import MultiPipeline, parse_sources
+from gapstream.multi import MultiPipeline, camera_line, parse_sources
 
 from .broker import free_port
 from .helpers import brightness_model, gapstream_children, make_video, make_video_frames, shm_segments
@@ -119,6 +119,28 @@ def test_a_failing_camera_does_not_stall_the_others(tiny_model: Path) -> None:
     gaps = np.diff([t for t, _ in times])
     assert gaps.max() < 1.0  # the failure (about 1 s into the run) never held the good camera up
     assert not shm_segments() and not gapstream_children()
+
+
+def test_camera_counters_add_up_when_a_slow_consumer_fills_the_rings(tiny_model: Path) -> None:
+    """``captured`` counts every decoded frame, also those a full live ring refused or took back
+    (``dropped``): once the run has drained, each camera's results + dropped == captured, in the
+    stats, the summary line and the totals alike."""
+    live = "synthetic://?width=64&height=48&fps=30&live=1&frames=60"
+    cfg = load_config(None, {"sources": [{"name": "a", "uri": live}, {"name": "b", "uri": live}],
+                             "output.stats_interval": 0})
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    got = {"a": 0, "b": 0}
+    for r in pipe.run():
+        got[r.camera] += 1
+        time.sleep(0.05)  # 20 results/s against 60 frames/s: every slot ends up waiting for this loop
+    stats = pipe.camera_stats
+    for name, s in stats.items():
+        assert s["captured"] == 60, (name, s)  # every frame of the source, the refused ones too
+        assert s["inferred"] == got[name] and s["dropped"] > 0, (name, s)
+        assert s["inferred"] + s["dropped"] == s["captured"], (name, s)
+        assert f"{name} {got[name]} frames, captured 60, dropped {60 - got[name]}," in camera_line(stats)
+    assert pipe.stats is not None and pipe.stats.captured == 120
+    assert pipe.stats.frames + pipe.stats.dropped == 120
 
 
 def test_cli_several_sources_and_errors(tiny_model: Path, tmp_path: Path) -> None:
