@@ -34,7 +34,15 @@ from .infer import Models, plan_input, run_grouped
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .pipeline import _frame_fields, _maps_fields, _shutdown, _watchdog_limits, resolve_model, resolve_post
+from .pipeline import (
+    _frame_fields,
+    _maps_fields,
+    _shutdown,
+    _watchdog_limits,
+    direct_decode,
+    resolve_model,
+    resolve_post,
+)
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -110,14 +118,20 @@ class MultiPipeline:
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
         post_cfg = resolve_post(cfg.post, meta)
+        annotate = bool(cfg.output.annotate)
+        # source.decode_to_model per camera, by the single run's rule (an error if an output here
+        # needs full-size frames; streams keep the full-size path).
+        infos = [direct_decode(i, meta.input_size_for(i.height, i.width, cfg.model.input_long_side),
+                               annotate, cfg, s.name) if s.decode_to_model else i
+                 for s, i in zip(cfg.sources, infos)]
         # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed
         # (a stream's is known only once it connects: its frames are sized one by one).
         planned = [plan_input(meta, i, cfg.model.input_long_side) for i in infos]
         input_sizes = [size for size, _ in planned]
         grids = [(h, w) for _, (h, w, _) in planned]
         maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), planned[0][1][2])
-        return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, bool(cfg.output.annotate),
-                         input_sizes, grids, maps_shape)
+        return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, annotate, input_sizes, grids,
+                         maps_shape)
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""

@@ -143,6 +143,48 @@ def test_camera_counters_add_up_when_a_slow_consumer_fills_the_rings(tiny_model:
     assert pipe.stats.frames + pipe.stats.dropped == 120
 
 
+def test_cameras_decode_straight_to_the_model_size_when_no_output_needs_full_frames(
+        tiny_model: Path, tmp_path: Path) -> None:
+    """source.decode_to_model per camera: each camera's ring holds model-size frames, the results
+    match full-size decoding and the boxes are in the camera's own pixels; an output that needs
+    full frames makes it a config error, as in a single run."""
+    clips = {"big": make_video(tmp_path / "big.mp4", frames=12, width=320, height=240),
+             "small": make_video(tmp_path / "small.mp4", frames=8, width=160, height=120)}
+    sources = [{"name": n, "uri": str(p)} for n, p in clips.items()]
+    base = {"sources": sources, "post.score_threshold": 0.0, "output.stats_interval": 0,
+            "output.json": str(tmp_path / "o.jsonl")}
+
+    def run(**extra: object) -> dict[str, list]:
+        cfg = load_config(None, {**base, **extra})
+        out: dict[str, list] = {"big": [], "small": []}
+        for r in MultiPipeline(model=str(tiny_model), config=cfg).run():
+            out[r.camera].append((r.index, r.frame.shape, r.probs.copy(), r.detections.xyxy.copy()))
+        return out
+
+    direct, full = run(**{"source.decode_to_model": True}), run()
+    sizes = {"big": (240, 320), "small": (120, 160)}
+    for name, (h, w) in sizes.items():
+        assert [i for i, *_ in direct[name]] == [i for i, *_ in full[name]] == list(range(len(full[name])))
+        assert len(full[name]) == (12 if name == "big" else 8)
+        for (_, shape, probs, boxes), (_, full_shape, ref, _) in zip(direct[name], full[name]):
+            assert shape == (64, 64, 3) and full_shape == (h, w, 3)  # the ring slot: the tiny model's input
+            np.testing.assert_allclose(probs, ref, atol=0.05)  # swscale's area filter vs OpenCV's
+            if len(boxes):
+                assert boxes[:, 2].max() <= w and boxes[:, 3].max() <= h
+                assert boxes[:, 2].max() > 64 or boxes[:, 3].max() > 64  # in the camera's pixels
+    for key, value in (("events.snapshots", str(tmp_path / "shots")), ("http.port", free_port())):
+        cfg = load_config(None, {**base, "source.decode_to_model": True, key: value})
+        with pytest.raises(ConfigError, match="needs full-size frames"):
+            MultiPipeline(model=str(tiny_model), config=cfg).plan()
+    # The command line turns it on by itself when only JSON is written.
+    r = subprocess.run([sys.executable, "-m", "gapstream", "run", *(f"{n}={p}" for n, p in clips.items()),
+                        "--model", str(tiny_model), "--json", str(tmp_path / "cli.jsonl")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for name in clips:
+        assert f"camera {name}: decoding straight to the model's input size 64x64" in r.stderr
+
+
 def test_cli_several_sources_and_errors(tiny_model: Path, tmp_path: Path) -> None:
     a = make_video(tmp_path / "a.mp4", frames=10)
     r = subprocess.run([sys.executable, "-m", "gapstream", "run", f"left={a}", f"right={a}", "--model",
