@@ -285,3 +285,74 @@ def test_watchdog_stops_a_hung_camera_and_the_others_go_on(tiny_model: Path) -> 
     assert 2 <= silent <= 6, str(err.value)  # noticed while camera b still delivered (15 s of frames)
     assert "a" in pipe.failed and not gapstream_children() and not shm_segments()
     assert counts["b"] >= 140  # a live camera may drop a frame under load
+
+
+@pytest.mark.parametrize(("stage", "fault"),
+                         [("infer", "SIGKILL"), ("infer", "SIGSTOP"), ("post", "SIGKILL")])
+def test_a_killed_or_hung_shared_stage_is_restarted_and_every_camera_goes_on(
+        rtsp_server: RtspServer, tiny_model: Path, stage: str, fault: str) -> None:  # noqa: F811
+    """The inference (or post) process of a live run over an RTSP camera and a synthetic one is
+    killed (the OOM killer) or stopped for good (hung): every stage is replaced with fresh
+    processes and rings,
+    the sinks stay open, and both cameras go on delivering, in order; the restart is counted and
+    the old rings are gone."""
+    import os
+
+    cfg = load_config(None, {
+        "watchdog_timeout": 2.0, "source.open_timeout": 2.0, "source.backoff_initial": 0.2,
+        "source.backoff_max": 1.0, "source.max_width": 320, "source.max_height": 240,
+        "sources": [{"name": "rtsp", "uri": rtsp_server.url},
+                    {"name": "ticker", "uri": "synthetic://?width=64&height=48&fps=15&live=1"}],
+        "infer.batch_size": 2, "output.stats_interval": 0,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    before, after = {"rtsp": 0, "ticker": 0}, {"rtsp": 0, "ticker": 0}
+    indices: dict[str, list[int]] = {"rtsp": [], "ticker": []}
+    hit: list[int] = []
+    rings_before: set[str] = set()
+    rings_after: set[str] = set()
+    deadline = time.monotonic() + 90
+    for r in pipe.run():
+        indices[r.camera].append(r.index)
+        (after if hit else before)[r.camera] += 1
+        if not hit and min(before.values()) >= 10:
+            rings_before = shm_segments()
+            (proc,) = [p for p in gapstream_children() if p.name == f"gapstream-{stage}"]
+            os.kill(proc.pid, getattr(signal, fault))
+            hit.append(proc.pid)
+        # More frames per camera than its ring holds: most come from the new stages.
+        if hit and min(after.values()) >= 20 and not rings_after:
+            rings_after = shm_segments()
+            pipe.stop()
+        if time.monotonic() > deadline:
+            pipe.stop()
+    assert min(after.values()) >= 20, (before, after, pipe.camera_stats)
+    with pytest.raises(ProcessLookupError):
+        os.kill(hit[0], 0)  # the faulty stage is gone (reaped), not left behind
+    for name, got in indices.items():  # each camera's frames in order, numbering on after the restart
+        assert got == sorted(set(got)), name
+    assert pipe.stats is not None and pipe.stats.restarts == 1 and "stage restarts 1" in pipe.stats.summary()
+    for s in pipe.camera_stats.values():  # frames lost with the old rings count as dropped, not twice
+        assert s["restarts"] == 1 and s["inferred"] + s["dropped"] <= s["captured"], pipe.camera_stats
+    assert not pipe.failed, pipe.failed
+    # The old rings were unlinked at the restart, the new ones at the end.
+    assert len(rings_after) == len(rings_before) == 3 and not rings_before & rings_after
+    assert not shm_segments() and not gapstream_children()
+
+
+def test_a_hung_inference_stage_ends_a_run_with_a_file_camera(tiny_model: Path, tmp_path: Path) -> None:
+    """Restarting would read a file camera again from its start: as in a single offline run, a hung
+    inference stage ends the run with one clear error instead."""
+    import os
+
+    clip = make_video(tmp_path / "a.mp4", frames=300)
+    live = "synthetic://?width=64&height=48&fps=15&live=1"
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0,
+                             "sources": [{"name": "file", "uri": str(clip)}, {"name": "live", "uri": live}]})
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    with pytest.raises(PipelineError, match=r"infer stage made no progress .* ended the run \(a camera is"):
+        for n, _ in enumerate(pipe.run()):
+            if n == 5:
+                (proc,) = [p for p in gapstream_children() if p.name == "gapstream-infer"]
+                os.kill(proc.pid, signal.SIGSTOP)
+    assert not shm_segments() and not gapstream_children()

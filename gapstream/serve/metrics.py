@@ -15,8 +15,11 @@ from .live import CameraView
 _COUNTERS = (("frames_captured", "captured", "Frames decoded from the source (those max_fps/stride "
               "keep), whether or not they were inferred"),
              ("frames_inferred", "inferred", "Frames through the model"),
-             ("frames_dropped", "dropped", "Frames decoded but not inferred: a live ring was full"),
-             ("reconnects", "reconnects", "Reconnections to the source"))
+             ("frames_dropped", "dropped", "Frames decoded but not inferred: a live ring was full "
+              "(with several cameras, also frames lost in a stage restart)"),
+             ("reconnects", "reconnects", "Reconnections to the source"),
+             ("stage_restarts", "restarts", "Watchdog restarts of the camera's stages (with several "
+              "cameras, of every camera's)"))
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
