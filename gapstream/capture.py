@@ -396,6 +396,10 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
 
     Offline sources wait for a free slot (no frame is lost); live sources take back the
     oldest waiting frame, or drop the new one, so that latency stays bounded.
+
+    Counters: ``captured`` counts every frame decoded and kept by ``max_fps``/``stride``, also
+    one then dropped; the ring's ``dropped`` counts the frames taken back or refused. So once a
+    run has drained, inferred + dropped == captured.
     """
     slot_h, slot_w = ring.view(0)["frame"].shape[:2]
     seq = first_index  # a restarted capture (watchdog) goes on numbering where the last one ended
@@ -404,6 +408,8 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
             beat()
             if stop.is_set():
                 break
+            # Counted before any drop of it, so that a reader never sees dropped > captured for it.
+            counters.add("captured")
             slot = ring.acquire(stop, drop_oldest=info.live, on_wait=beat)
             if slot is None:
                 if stop.is_set():
@@ -420,7 +426,6 @@ def run_stage(info: SourceInfo, cfg: SourceConfig, ring: Any, stop: Any, counter
                 src_h, src_w = info.height, info.width
             ring.publish(slot, FrameRecord(index=seq, pts=t, h=h, w=w, t_cap=time.monotonic(),
                                            src_h=src_h, src_w=src_w), seq)
-            counters.add("captured")
             seq += 1
     finally:
         ring.close_stream()

@@ -92,12 +92,16 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     check_outputs({"--out": args.out, "--json": args.json}, [args.config] if args.config else [])
     cfg = load_config(args.config, overrides)
     _setup_logging(args.log_level or cfg.log_level)
-    if cfg.source.decode_to_model is None:  # only JSON and stats wanted: decode at the model's size
-        from dataclasses import replace
+    # Only JSON and stats wanted: decode at the model's size (each camera of several too).
+    from dataclasses import replace
 
-        from .pipeline import needs_full_frames
+    from .pipeline import needs_full_frames
 
-        cfg = replace(cfg, source=replace(cfg.source, decode_to_model=not needs_full_frames(cfg)))
+    direct = not needs_full_frames(cfg)
+    cfg = replace(cfg, source=replace(cfg.source, decode_to_model=cfg.source.decode_to_model
+                                      if cfg.source.decode_to_model is not None else direct),
+                  sources=[s if s.decode_to_model is not None else replace(s, decode_to_model=direct)
+                           for s in cfg.sources])
     if len(args.source) > 1 or (cfg.sources and not args.source):
         _run_cameras(args, cfg)
         return

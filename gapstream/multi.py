@@ -9,7 +9,8 @@ batches frames across all cameras (a batch runs as one interpreter call per inpu
 one post process does the CAM and boxes, and the result loop hands each result, named by its
 camera, to the sinks.
 A camera whose source fails is reported and ends alone: the others go on, and the run ends
-with an error naming it once they are done.
+with an error naming it once they are done. A hung or killed inference or post stage of a live
+run is restarted, with every other stage (see ``MultiPipeline._restart``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from .infer import Models, plan_input, run_grouped
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .pipeline import _frame_fields, _maps_fields, _shutdown, _watchdog_limits, resolve_model, resolve_post
+from .pipeline import (
+    MAX_RESTARTS,
+    _frame_fields,
+    _maps_fields,
+    _shutdown,
+    _watchdog_limits,
+    direct_decode,
+    resolve_model,
+    resolve_post,
+)
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -77,6 +87,47 @@ class _Totals:
         return snap
 
 
+@dataclass
+class _MultiStages:
+    """The rings, queues and stage processes of a run; replaced as a whole at a restart (a stage
+    killed while holding a queue's lock would block any successor on that queue)."""
+
+    rings: list[Ring]  # per camera
+    maps: Ring
+    results: Any
+    procs: list[Any]
+    stop: Any
+
+    def close(self) -> None:
+        self.stop.set()
+        _shutdown(self.procs)
+        self.maps.close()
+        for ring in self.rings:
+            ring.close()
+
+
+@dataclass
+class _MultiRun:
+    """The parts of a started run that the result loop uses."""
+
+    stages: _MultiStages
+    errors: Any
+    counters: Counters
+    cam_counters: list[Counters]
+    sinks: list[Sink]
+    beats: Heartbeats
+    limits: dict[str, float]  # seconds each stage may go without a heartbeat
+    spawn: Callable[[list[int]], _MultiStages]  # (each camera's first frame index) -> fresh stages
+    stats: Callable[[], dict[str, dict[str, int]]]  # per-camera counters (camera_line, metrics)
+    names: list[str]
+    next_index: list[int]  # per camera: the index after its last delivered frame
+    dropped_before: list[int]  # per camera: frames dropped by rings since replaced (or lost with them)
+    restarts: int = 0  # restarts since the last delivered frame
+
+    def dropped(self, k: int) -> int:
+        return self.dropped_before[k] + self.stages.rings[k].dropped
+
+
 class MultiPipeline:
     """Several cameras through one model; ``run()`` yields each camera's results in its order."""
 
@@ -110,14 +161,20 @@ class MultiPipeline:
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
         post_cfg = resolve_post(cfg.post, meta)
+        annotate = bool(cfg.output.annotate)
+        # source.decode_to_model per camera, by the single run's rule (an error if an output here
+        # needs full-size frames; streams keep the full-size path).
+        infos = [direct_decode(i, meta.input_size_for(i.height, i.width, cfg.model.input_long_side),
+                               annotate, cfg, s.name) if s.decode_to_model else i
+                 for s, i in zip(cfg.sources, infos)]
         # Each camera at its own aspect ratio, so that a 4:3 and a 16:9 camera are both unsquashed
         # (a stream's is known only once it connects: its frames are sized one by one).
         planned = [plan_input(meta, i, cfg.model.input_long_side) for i in infos]
         input_sizes = [size for size, _ in planned]
         grids = [(h, w) for _, (h, w, _) in planned]
         maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), planned[0][1][2])
-        return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, bool(cfg.output.annotate),
-                         input_sizes, grids, maps_shape)
+        return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, annotate, input_sizes, grids,
+                         maps_shape)
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""
@@ -125,123 +182,152 @@ class MultiPipeline:
             flag = stack.enter_context(stop_on_signals())
             plan = self.plan()
             if not flag.is_set():
-                yield from self._results(plan, flag, *self._start(plan, stack))
+                yield from self._results(plan, flag, self._start(plan, stack))
         if flag.is_set():
             raise KeyboardInterrupt
 
-    def _start(self, plan: MultiPlan, stack: contextlib.ExitStack) -> tuple[Any, ...]:
+    def _start(self, plan: MultiPlan, stack: contextlib.ExitStack) -> _MultiRun:
+        """The stages (each camera's capture, inference, post) and the sinks, released by ``stack``."""
         cfg, meta = self.config, plan.meta
         ctx = mp.get_context("fork")
         shm.remove_stale()
-        rings: list[Ring] = []
-        for k, info in enumerate(plan.infos):
-            slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
-            ring = shm.make_ring(_frame_fields(info), max(slots, cfg.infer.batch_size + 1), ctx, f"frames{k}")
-            stack.callback(ring.close)
-            rings.append(ring)
-        maps = shm.make_ring(_maps_fields(meta, plan.maps_shape),
-                             max(cfg.buffers.result_slots, cfg.infer.batch_size), ctx, "maps")
-        stack.callback(maps.close)
-        procs: list[Any] = []
-        stack.callback(_shutdown, procs)
-        results, errors, counters = ctx.Queue(), ctx.Queue(), Counters(ctx)
-        cam_counters = [Counters(ctx) for _ in rings]
+        errors, counters = ctx.Queue(), Counters(ctx)
         names = [s.name for s in plan.sources]
-        self.camera_stats = {n: {"captured": 0, "dropped": 0, "reconnects": 0, "inferred": 0} for n in names}
+        cam_counters = [Counters(ctx) for _ in names]
+        # Heartbeats of every stage, each camera's capture too (see _watch).
+        beats = Heartbeats([f"capture:{n}" for n in names] + ["infer", "post"], ctx)
+        t0 = time.monotonic()
+
+        def spawn(first_indices: list[int]) -> _MultiStages:
+            beats.reset()
+            return self._spawn(plan, ctx, errors, counters, cam_counters, beats, first_indices, t0)
+
+        started: list[_MultiRun] = []
+        stages = spawn([0] * len(names))
+        # Whichever set of stages is current when the run ends (a restart replaces them).
+        stack.callback(lambda: (started[0].stages if started else stages).close())
+        self.camera_stats = {n: {"captured": 0, "dropped": 0, "reconnects": 0, "inferred": 0, "restarts": 0}
+                             for n in names}
 
         def stats() -> dict[str, dict[str, int]]:
+            run = started[0] if started else None
             out = {}
-            for n, ring, cc in zip(names, rings, cam_counters):
+            for k, (n, cc) in enumerate(zip(names, cam_counters)):
                 snap = cc.snapshot()
                 out[n] = {"captured": snap["captured"], "reconnects": snap["reconnects"],
-                          "dropped": ring.dropped, "inferred": self.camera_stats[n]["inferred"]}
+                          "dropped": run.dropped(k) if run else stages.rings[k].dropped,
+                          "inferred": self.camera_stats[n]["inferred"],
+                          "restarts": counters.snapshot()["restarts"]}
             return out
 
         factories = sink_factories(cfg.output, 0.0, True) + monitor_factories(
             cfg, plan.post, meta.person_index, plan.annotate, stats, plan.sources)
         sinks = [stack.enter_context(open_sink()) for open_sink in factories]
-        stop = ctx.Event()
-        stack.callback(stop.set)
-        # Heartbeats of every stage, each camera's capture too (see _watch).
-        beats = Heartbeats([f"capture:{n}" for n in names] + ["infer", "post"], ctx)
-        t0 = time.monotonic()
-        stages: list[tuple[str, Any, tuple]] = [
-            (f"capture:{n}", capture.run_stage,
-             (info, src, ring, stop, cc, beats.beat(f"capture:{n}"), 0, t0))
-            for n, info, src, ring, cc in zip(names, plan.infos, plan.sources, rings, cam_counters)
-        ]
-        stages += [
-            ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings, maps,
-                                  stop, counters, beats.beat("infer"))),
-            ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop, counters,
-                                      beats.beat("post"), [src.masks for src in plan.sources])),
-        ]
-        for name, fn, args in stages:
-            p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                            name=f"gapstream-{name.replace(':', '-')}", daemon=True)
-            p.start()
-            procs.append(p)
+        run = _MultiRun(stages, errors, counters, cam_counters, sinks, beats, self._watchdog_limits(plan),
+                        spawn, stats, names, [0] * len(names), [0] * len(names))
+        started.append(run)
+        stack.callback(lambda: run.stages.stop.set())  # first on the way out: every stage stops waiting
         for n, info, size in zip(names, plan.infos, plan.input_sizes):
             net = f"{size[1]}x{size[0]}" if size else "keeps each frame's aspect"
             log.info("camera %s: %s (%s, %dx%d%s), network input %s", n, info.name, info.kind, info.width,
                      info.height, ", live" if info.live else "", net)
         log.info("%d cameras, model %s, batch %d across cameras", len(names), plan.model_path.name,
                  cfg.infer.batch_size)
-        return rings, results, errors, counters, cam_counters, procs, sinks, stop, stats, beats
+        return run
 
-    def _results(self, plan: MultiPlan, signalled: StopFlag, rings: list[Ring], results: Any, errors: Any,
-                 counters: Counters, cam_counters: list[Counters], procs: list[Any], sinks: list[Sink],
-                 stop: Any, stats: Any, beats: Heartbeats) -> Iterator[Result]:
+    def _spawn(self, plan: MultiPlan, ctx: Any, errors: Any, counters: Counters, cam_counters: list[Counters],
+               beats: Heartbeats, first_indices: list[int], t0: float) -> _MultiStages:
+        """Fresh rings and stage processes; a camera that has failed gets none (its ring just ends).
+        On any failure what was made is released."""
+        cfg, meta = self.config, plan.meta
         names = [s.name for s in plan.sources]
-        monitor = StatsMonitor(_Totals(counters, cam_counters), self.config.output.stats_interval,  # type: ignore[arg-type]
-                               lambda: sum(r.dropped for r in rings))
-        last_log = time.monotonic()
-        limits = self._watchdog_limits(plan)
-        last_watch = time.monotonic()
+        with contextlib.ExitStack() as undo:
+            rings: list[Ring] = []
+            for k, info in enumerate(plan.infos):
+                slots = cfg.buffers.live_frame_slots if info.live else cfg.buffers.frame_slots
+                ring = shm.make_ring(_frame_fields(info), max(slots, cfg.infer.batch_size + 1), ctx,
+                                     f"frames{k}")
+                undo.callback(ring.close)
+                rings.append(ring)
+            maps = shm.make_ring(_maps_fields(meta, plan.maps_shape),
+                                 max(cfg.buffers.result_slots, cfg.infer.batch_size), ctx, "maps")
+            undo.callback(maps.close)
+            stop, results, procs = ctx.Event(), ctx.Queue(), []
+            undo.callback(_shutdown, procs)
+            undo.callback(stop.set)
+            stages: list[tuple[str, Any, tuple]] = []
+            for k, (n, info, src, ring, cc) in enumerate(zip(names, plan.infos, plan.sources, rings,
+                                                             cam_counters)):
+                if n in self.failed:
+                    ring.close_stream()  # ended before a restart: nothing more comes from it
+                    continue
+                stages.append((f"capture:{n}", capture.run_stage,
+                               (info, src, ring, stop, cc, beats.beat(f"capture:{n}"), first_indices[k], t0)))
+            stages += [
+                ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings,
+                                      maps, stop, counters, beats.beat("infer"))),
+                ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop,
+                                          counters, beats.beat("post"), [src.masks for src in plan.sources])),
+            ]
+            for name, fn, args in stages:
+                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
+                                name=f"gapstream-{name.replace(':', '-')}", daemon=True)
+                p.start()
+                procs.append(p)
+            undo.pop_all()
+        return _MultiStages(rings, maps, results, procs, stop)
+
+    def _results(self, plan: MultiPlan, signalled: StopFlag, run: _MultiRun) -> Iterator[Result]:
+        names = run.names
+        monitor = StatsMonitor(_Totals(run.counters, run.cam_counters),  # type: ignore[arg-type]
+                               self.config.output.stats_interval,
+                               lambda: sum(run.dropped(k) for k in range(len(names))))
+        last_log = last_watch = time.monotonic()
         while not signalled.is_set():
+            if time.monotonic() - last_watch >= 0.5:  # also while the cameras' results keep the queue busy
+                last_watch = time.monotonic()
+                self._watch(plan, run)
+            stages = run.stages  # read each time: a restart replaces them
             try:
-                item = results.get(timeout=0.2)
+                item = stages.results.get(timeout=0.2)
             except queue.Empty:
-                self._check(procs, errors, rings, names)
-                self._watch(beats, limits, procs, rings, names)
+                self._check(plan, run)
                 monitor.maybe_log()
                 continue
             if item is EOS:
                 break
             slot, rec = item
-            if time.monotonic() - last_watch >= 0.5:  # the other cameras' results keep the queue busy
-                last_watch = time.monotonic()
-                self._watch(beats, limits, procs, rings, names)
-            ring = rings[rec.camera]
+            ring = stages.rings[rec.camera]
             frame = ring.view(slot)["frame"][: rec.h, : rec.w]
             result = Result.from_record(rec, frame, plan.meta.person_index, time.monotonic())
             result.camera = names[rec.camera]
-            for s in sinks:
+            for s in run.sinks:
                 s.write(result)
             rec.t_out = time.monotonic()
             monitor.frame_done(rec)
-            counters.add("output")
+            run.counters.add("output")
             self.camera_stats[result.camera]["inferred"] += 1
+            run.next_index[rec.camera], run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             interval = self.config.output.stats_interval
             if interval > 0 and rec.t_out - last_log >= interval:
                 last_log = rec.t_out
-                log.info("cameras: %s", camera_line(stats()))
+                log.info("cameras: %s", camera_line(run.stats()))
             try:
                 yield result
             finally:
                 ring.release(slot)
-            if self._stop_requested or any(s.quit for s in sinks):
-                stop.set()
-        stop.set()
-        for p in procs:
+            if self._stop_requested or any(s.quit for s in run.sinks):
+                stages.stop.set()
+        run.stages.stop.set()
+        for p in run.stages.procs:
             p.join(timeout=5)
         if signalled.is_set():
-            self.camera_stats = stats()
+            self.camera_stats = run.stats()
             return  # interrupted: what was written is complete; run() reports the interruption
-        self._check(procs, errors, rings, names, final=True)
+        self._check(plan, run, final=True)
         self.stats = monitor.report()
-        self.camera_stats = stats()
+        self.camera_stats = run.stats()
         if self.failed:
             raise PipelineError("; ".join(f"camera {n}: {msg}" for n, msg in self.failed.items()))
 
@@ -254,32 +340,61 @@ class MultiPipeline:
             limits["infer"], limits["post"] = one["infer"], one["post"]
         return limits
 
-    def _watch(self, beats: Heartbeats, limits: dict[str, float], procs: list[Any], rings: list[Ring],
-               names: list[str]) -> None:
+    def _watch(self, plan: MultiPlan, run: _MultiRun) -> None:
         """A camera whose capture stopped making progress is killed and ends alone, like a camera
-        that failed (the others go on); a hung inference or post stage ends the run with an error.
-        (No restart here: a single-camera live run restarts its stages, see pipeline._watch.)"""
-        stalled = beats.stalled(limits)
+        that failed (the others go on); a hung inference or post stage is restarted (see _restart)."""
+        stalled = run.beats.stalled(run.limits)
         if not stalled:
             return
         name, age = stalled
         what = f"{name} stage made no progress for {age:.0f} s (hung or stopped)"
         if not name.startswith("capture:"):
-            raise PipelineError(f"{what}; ended the run (the watchdog_timeout config key sets this limit)")
+            self._restart(plan, run, what)
+            return
         cam = name.split(":", 1)[1]
-        k = names.index(cam)
-        limits[name] = 0.0  # handled: not watched again
+        k = run.names.index(cam)
+        run.limits[name] = 0.0  # handled: not watched again
         if cam not in self.failed:
             self.failed[cam] = f"{what}; stopped"
             log.error("camera %s: %s (the other cameras go on)", cam, self.failed[cam])
-        p = next(p for p in procs if p.name == f"gapstream-capture-{cam}")
-        p.kill()
-        p.join(timeout=2)
-        rings[k].close_stream()
+        p = next((p for p in run.stages.procs if p.name == f"gapstream-capture-{cam}"), None)
+        if p is not None:
+            p.kill()
+            p.join(timeout=2)
+        run.stages.rings[k].close_stream()
 
-    def _check(self, procs: list[Any], errors: Any, rings: list[Ring], names: list[str],
-               final: bool = False) -> None:
-        """A failed camera is logged and left to end alone; a failed infer or post stage ends the run."""
+    def _restart(self, plan: MultiPlan, run: _MultiRun, what: str) -> None:
+        """Replace every stage, the healthy cameras' captures too, with fresh processes, rings and
+        queues (the sinks stay open), as a single live run does (pipeline._watch); or end the run.
+
+        The captures go too because they share the rings with the stage that died or hung: it
+        may have held a ring queue's lock, or taken slots that never come back.
+        """
+        live = all(info.live for n, info in zip(run.names, plan.infos) if n not in self.failed)
+        if not live or run.restarts >= MAX_RESTARTS:
+            why = f"after {run.restarts} restarts" if live else "ended the run (a camera is not live)"
+            raise PipelineError(f"{what}; {why} (the watchdog_timeout config key sets this limit)")
+        run.restarts += 1
+        log.warning("%s; restarting the stages of every camera, their captures too (restart %d of at most "
+                    "%d in a row)", what, run.restarts, MAX_RESTARTS)
+        run.stages.close()  # kills what hangs; its queues and rings go with it
+        dropped = []
+        for k, (n, cc) in enumerate(zip(run.names, run.cam_counters)):
+            # Frames lost with the old rings were decoded but never inferred: count them as dropped,
+            # so that inferred + dropped == captured still holds.
+            lost = cc.snapshot()["captured"] - self.camera_stats[n]["inferred"] - run.dropped(k)
+            dropped.append(run.dropped(k) + max(lost, 0))
+            if n in self.failed:
+                run.limits[f"capture:{n}"] = 0.0  # not started again: nothing to watch
+        stages = run.spawn(run.next_index)
+        # Swapped together, so that a metrics scrape (another thread) never counts a ring twice.
+        run.stages, run.dropped_before = stages, dropped
+        run.counters.add("restarts")
+
+    def _check(self, plan: MultiPlan, run: _MultiRun, final: bool = False) -> None:
+        """A failed camera is logged and left to end alone; a failed infer or post stage ends the run,
+        one killed by a signal (the OOM killer, say) is restarted (see _restart)."""
+        errors, names = run.errors, run.names
         while True:
             try:
                 stage, msg = errors.get(timeout=0.2) if final else errors.get_nowait()
@@ -292,7 +407,7 @@ class MultiPipeline:
                     self.failed[name] = msg
             else:
                 raise PipelineError(f"{stage} stage failed: {msg}")
-        for p in procs:
+        for p in run.stages.procs:
             if p.exitcode in (None, 0):
                 continue
             if p.name.startswith("gapstream-capture-"):
@@ -303,13 +418,25 @@ class MultiPipeline:
                     # Killed without a word: end its stream here so that inference does not wait for it.
                     self.failed[names[k]] = f"capture process died (exit code {p.exitcode})"
                     log.error("camera %s: %s (the other cameras go on)", names[k], self.failed[names[k]])
-                    rings[k].close_stream()
-            else:
-                raise PipelineError(f"{p.name} died unexpectedly (exit code {p.exitcode})")
+                    run.stages.rings[k].close_stream()
+                continue
+            if p.exitcode > 0:  # it failed and said why: its message may still be on its way
+                try:
+                    stage, msg = errors.get(timeout=1.0)
+                except queue.Empty:
+                    raise PipelineError(f"{p.name} died unexpectedly (exit code {p.exitcode})") from None
+                raise PipelineError(f"{stage} stage failed: {msg}")
+            what = f"{p.name.removeprefix('gapstream-')} stage was killed (signal {-p.exitcode})"
+            if final:
+                raise PipelineError(what)
+            self._restart(plan, run, what)
+            return
 
 
 def camera_line(stats: dict[str, dict[str, int]]) -> str:
-    """Per-camera counters on one line: ``door 120 frames, dropped 0, reconnects 0 | ...``."""
+    """Per-camera counters on one line: ``door 120 frames, captured 125, dropped 5, reconnects 0 | ...``
+    (frames: results; captured: frames decoded; dropped: decoded but not inferred, a live ring
+    being full; so frames + dropped == captured once the run has drained)."""
     return " | ".join(f"{n} {s['inferred']} frames, captured {s['captured']}, dropped {s['dropped']}, "
                       f"reconnects {s['reconnects']}" for n, s in stats.items())
 

@@ -341,15 +341,16 @@ def needs_full_frames(cfg: PipelineConfig) -> bool:
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,
-                  cfg: PipelineConfig) -> SourceInfo:
-    """``info`` set to decode straight to the model's input size (``source.decode_to_model``)."""
+                  cfg: PipelineConfig, camera: str = "") -> SourceInfo:
+    """``info`` set to decode straight to the model's input size (``source.decode_to_model``);
+    ``camera`` names it in the log in a run with several."""
     if annotate or needs_full_frames(cfg):
         raise ConfigError("source.decode_to_model: an output here needs full-size frames (video, window, "
                           "annotation, snapshots or the live view)")
     if info.kind != "file":
         return info  # streams learn their frame size only once open: they keep the full-size path
-    log.info("decoding straight to the model's input size %dx%d (no output needs full frames)",
-             input_size[1], input_size[0])
+    log.info("%sdecoding straight to the model's input size %dx%d (no output needs full frames)",
+             f"camera {camera}: " if camera else "", input_size[1], input_size[0])
     return replace(info, decode_size=input_size)
 
 

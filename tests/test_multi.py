@@ -17,7 +17,7 @@ import pytest
 from gapstream.config import load_config
 from gapstream.errors import ConfigError, PipelineError
 from gapstream.meta import load_meta
-from gapstream.multi import MultiPipeline, parse_sources
+from gapstream.multi import MultiPipeline, camera_line, parse_sources
 
 from .broker import free_port
 from .helpers import brightness_model, gapstream_children, make_video, make_video_frames, shm_segments
@@ -121,6 +121,70 @@ def test_a_failing_camera_does_not_stall_the_others(tiny_model: Path) -> None:
     assert not shm_segments() and not gapstream_children()
 
 
+def test_camera_counters_add_up_when_a_slow_consumer_fills_the_rings(tiny_model: Path) -> None:
+    """``captured`` counts every decoded frame, also those a full live ring refused or took back
+    (``dropped``): once the run has drained, each camera's results + dropped == captured, in the
+    stats, the summary line and the totals alike."""
+    live = "synthetic://?width=64&height=48&fps=30&live=1&frames=60"
+    cfg = load_config(None, {"sources": [{"name": "a", "uri": live}, {"name": "b", "uri": live}],
+                             "output.stats_interval": 0})
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    got = {"a": 0, "b": 0}
+    for r in pipe.run():
+        got[r.camera] += 1
+        time.sleep(0.05)  # 20 results/s against 60 frames/s: every slot ends up waiting for this loop
+    stats = pipe.camera_stats
+    for name, s in stats.items():
+        assert s["captured"] == 60, (name, s)  # every frame of the source, the refused ones too
+        assert s["inferred"] == got[name] and s["dropped"] > 0, (name, s)
+        assert s["inferred"] + s["dropped"] == s["captured"], (name, s)
+        assert f"{name} {got[name]} frames, captured 60, dropped {60 - got[name]}," in camera_line(stats)
+    assert pipe.stats is not None and pipe.stats.captured == 120
+    assert pipe.stats.frames + pipe.stats.dropped == 120
+
+
+def test_cameras_decode_straight_to_the_model_size_when_no_output_needs_full_frames(
+        tiny_model: Path, tmp_path: Path) -> None:
+    """source.decode_to_model per camera: each camera's ring holds model-size frames, the results
+    match full-size decoding and the boxes are in the camera's own pixels; an output that needs
+    full frames makes it a config error, as in a single run."""
+    clips = {"big": make_video(tmp_path / "big.mp4", frames=12, width=320, height=240),
+             "small": make_video(tmp_path / "small.mp4", frames=8, width=160, height=120)}
+    sources = [{"name": n, "uri": str(p)} for n, p in clips.items()]
+    base = {"sources": sources, "post.score_threshold": 0.0, "output.stats_interval": 0,
+            "output.json": str(tmp_path / "o.jsonl")}
+
+    def run(**extra: object) -> dict[str, list]:
+        cfg = load_config(None, {**base, **extra})
+        out: dict[str, list] = {"big": [], "small": []}
+        for r in MultiPipeline(model=str(tiny_model), config=cfg).run():
+            out[r.camera].append((r.index, r.frame.shape, r.probs.copy(), r.detections.xyxy.copy()))
+        return out
+
+    direct, full = run(**{"source.decode_to_model": True}), run()
+    sizes = {"big": (240, 320), "small": (120, 160)}
+    for name, (h, w) in sizes.items():
+        assert [i for i, *_ in direct[name]] == [i for i, *_ in full[name]] == list(range(len(full[name])))
+        assert len(full[name]) == (12 if name == "big" else 8)
+        for (_, shape, probs, boxes), (_, full_shape, ref, _) in zip(direct[name], full[name]):
+            assert shape == (64, 64, 3) and full_shape == (h, w, 3)  # the ring slot: the tiny model's input
+            np.testing.assert_allclose(probs, ref, atol=0.05)  # swscale's area filter vs OpenCV's
+            if len(boxes):
+                assert boxes[:, 2].max() <= w and boxes[:, 3].max() <= h
+                assert boxes[:, 2].max() > 64 or boxes[:, 3].max() > 64  # in the camera's pixels
+    for key, value in (("events.snapshots", str(tmp_path / "shots")), ("http.port", free_port())):
+        cfg = load_config(None, {**base, "source.decode_to_model": True, key: value})
+        with pytest.raises(ConfigError, match="needs full-size frames"):
+            MultiPipeline(model=str(tiny_model), config=cfg).plan()
+    # The command line turns it on by itself when only JSON is written.
+    r = subprocess.run([sys.executable, "-m", "gapstream", "run", *(f"{n}={p}" for n, p in clips.items()),
+                        "--model", str(tiny_model), "--json", str(tmp_path / "cli.jsonl")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for name in clips:
+        assert f"camera {name}: decoding straight to the model's input size 64x64" in r.stderr
+
+
 def test_cli_several_sources_and_errors(tiny_model: Path, tmp_path: Path) -> None:
     a = make_video(tmp_path / "a.mp4", frames=10)
     r = subprocess.run([sys.executable, "-m", "gapstream", "run", f"left={a}", f"right={a}", "--model",
@@ -221,3 +285,74 @@ def test_watchdog_stops_a_hung_camera_and_the_others_go_on(tiny_model: Path) -> 
     assert 2 <= silent <= 6, str(err.value)  # noticed while camera b still delivered (15 s of frames)
     assert "a" in pipe.failed and not gapstream_children() and not shm_segments()
     assert counts["b"] >= 140  # a live camera may drop a frame under load
+
+
+@pytest.mark.parametrize(("stage", "fault"),
+                         [("infer", "SIGKILL"), ("infer", "SIGSTOP"), ("post", "SIGKILL")])
+def test_a_killed_or_hung_shared_stage_is_restarted_and_every_camera_goes_on(
+        rtsp_server: RtspServer, tiny_model: Path, stage: str, fault: str) -> None:  # noqa: F811
+    """The inference (or post) process of a live run over an RTSP camera and a synthetic one is
+    killed (the OOM killer) or stopped for good (hung): every stage is replaced with fresh
+    processes and rings,
+    the sinks stay open, and both cameras go on delivering, in order; the restart is counted and
+    the old rings are gone."""
+    import os
+
+    cfg = load_config(None, {
+        "watchdog_timeout": 2.0, "source.open_timeout": 2.0, "source.backoff_initial": 0.2,
+        "source.backoff_max": 1.0, "source.max_width": 320, "source.max_height": 240,
+        "sources": [{"name": "rtsp", "uri": rtsp_server.url},
+                    {"name": "ticker", "uri": "synthetic://?width=64&height=48&fps=15&live=1"}],
+        "infer.batch_size": 2, "output.stats_interval": 0,
+    })
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    before, after = {"rtsp": 0, "ticker": 0}, {"rtsp": 0, "ticker": 0}
+    indices: dict[str, list[int]] = {"rtsp": [], "ticker": []}
+    hit: list[int] = []
+    rings_before: set[str] = set()
+    rings_after: set[str] = set()
+    deadline = time.monotonic() + 90
+    for r in pipe.run():
+        indices[r.camera].append(r.index)
+        (after if hit else before)[r.camera] += 1
+        if not hit and min(before.values()) >= 10:
+            rings_before = shm_segments()
+            (proc,) = [p for p in gapstream_children() if p.name == f"gapstream-{stage}"]
+            os.kill(proc.pid, getattr(signal, fault))
+            hit.append(proc.pid)
+        # More frames per camera than its ring holds: most come from the new stages.
+        if hit and min(after.values()) >= 20 and not rings_after:
+            rings_after = shm_segments()
+            pipe.stop()
+        if time.monotonic() > deadline:
+            pipe.stop()
+    assert min(after.values()) >= 20, (before, after, pipe.camera_stats)
+    with pytest.raises(ProcessLookupError):
+        os.kill(hit[0], 0)  # the faulty stage is gone (reaped), not left behind
+    for name, got in indices.items():  # each camera's frames in order, numbering on after the restart
+        assert got == sorted(set(got)), name
+    assert pipe.stats is not None and pipe.stats.restarts == 1 and "stage restarts 1" in pipe.stats.summary()
+    for s in pipe.camera_stats.values():  # frames lost with the old rings count as dropped, not twice
+        assert s["restarts"] == 1 and s["inferred"] + s["dropped"] <= s["captured"], pipe.camera_stats
+    assert not pipe.failed, pipe.failed
+    # The old rings were unlinked at the restart, the new ones at the end.
+    assert len(rings_after) == len(rings_before) == 3 and not rings_before & rings_after
+    assert not shm_segments() and not gapstream_children()
+
+
+def test_a_hung_inference_stage_ends_a_run_with_a_file_camera(tiny_model: Path, tmp_path: Path) -> None:
+    """Restarting would read a file camera again from its start: as in a single offline run, a hung
+    inference stage ends the run with one clear error instead."""
+    import os
+
+    clip = make_video(tmp_path / "a.mp4", frames=300)
+    live = "synthetic://?width=64&height=48&fps=15&live=1"
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0,
+                             "sources": [{"name": "file", "uri": str(clip)}, {"name": "live", "uri": live}]})
+    pipe = MultiPipeline(model=str(tiny_model), config=cfg)
+    with pytest.raises(PipelineError, match=r"infer stage made no progress .* ended the run \(a camera is"):
+        for n, _ in enumerate(pipe.run()):
+            if n == 5:
+                (proc,) = [p for p in gapstream_children() if p.name == "gapstream-infer"]
+                os.kill(proc.pid, signal.SIGSTOP)
+    assert not shm_segments() and not gapstream_children()

@@ -11,10 +11,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from .live import CameraView
 
 # Counters kept by the stage processes (gapstream.stats.Counters) plus the ring's drops.
-_COUNTERS = (("frames_captured", "captured", "Frames read from the source"),
+# Once a run has drained, inferred + dropped == captured (capture.run_stage).
+_COUNTERS = (("frames_captured", "captured", "Frames decoded from the source (those max_fps/stride "
+              "keep), whether or not they were inferred"),
              ("frames_inferred", "inferred", "Frames through the model"),
-             ("frames_dropped", "dropped", "Live frames dropped to bound latency"),
-             ("reconnects", "reconnects", "Reconnections to the source"))
+             ("frames_dropped", "dropped", "Frames decoded but not inferred: a live ring was full "
+              "(with several cameras, also frames lost in a stage restart)"),
+             ("reconnects", "reconnects", "Reconnections to the source"),
+             ("stage_restarts", "restarts", "Watchdog restarts of the camera's stages (with several "
+              "cameras, of every camera's)"))
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
