@@ -54,7 +54,8 @@ def test_footage_val_sources_are_validation_only(tmp_path: Path) -> None:
     (root / "labels.json").write_text(json.dumps({"clips": [
         {"file": "cam__a.mp4", "split": "train", "segments": [{"start": 0, "end": 2.0, "person": True}]},
         {"file": "noperson/yard__b.mp4", "split": "train",
-         "segments": [{"start": 0, "end": 0.75, "person": False}, {"start": 1.25, "end": 2.0, "person": False}]},
+         "segments": [{"start": 0, "end": 0.75, "person": False},
+                      {"start": 1.25, "end": 2.0, "person": False}]},
         {"file": "other__c.mp4", "split": "val", "segments": [{"start": 0, "end": 2.0, "person": True}]},
     ]}))
     assert [c.name for c in load_clips(root, "val")] == [f"{root.name}/other__c.mp4"]
