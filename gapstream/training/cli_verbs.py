@@ -48,6 +48,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     scenes.add_argument("--footage", metavar="DIR",
                         help="teacher-labelled real videos (labels.json from gapstream.training.teacher); "
                              "its val sources are validation only")
+    scenes.add_argument("--composites-per-scene", type=int, default=2, metavar="N",
+                        help="composites (with and without persons) made from each --inria-neg scene")
     scenes.add_argument("--stride", type=int, default=16, choices=[16, 32],
                         help="conv-map stride (default 16)")
     scenes.add_argument("--pooling", default="gap", choices=["gap", "topk"],
@@ -89,7 +91,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     from .train_scenes import SceneTrainConfig, train_scenes
 
     train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed,
-                                 scale_mix=args.scale_mix, footage=args.footage)
+                                 composites_per_scene=args.composites_per_scene, scale_mix=args.scale_mix,
+                                 footage=args.footage)
     backbone = "mobilenetv2" if args.backbone == "mobilenetv2" else "mobilenet"
     cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
                            stride=args.stride,
