@@ -41,6 +41,7 @@ from .pipeline import (
     _maps_fields,
     _shutdown,
     _watchdog_limits,
+    close_stages,
     direct_decode,
     resolve_model,
     resolve_post,
@@ -99,11 +100,7 @@ class _MultiStages:
     stop: Any
 
     def close(self) -> None:
-        self.stop.set()
-        _shutdown(self.procs)
-        self.maps.close()
-        for ring in self.rings:
-            ring.close()
+        close_stages(self.stop, self.procs, (self.maps, *self.rings))
 
 
 @dataclass

@@ -16,7 +16,7 @@ import logging
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -79,10 +79,7 @@ class _Stages:
     stop: Any
 
     def close(self) -> None:
-        self.stop.set()
-        _shutdown(self.procs)
-        self.maps.close()
-        self.frames.close()
+        close_stages(self.stop, self.procs, (self.maps, self.frames))
 
 
 @dataclass
@@ -378,6 +375,14 @@ def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool 
                 return source_error or msg
             raise PipelineError(f"{stage} stage failed: {msg}")
     return source_error
+
+
+def close_stages(stop: Any, procs: list[Any], rings: Iterable[Ring]) -> None:
+    """Stop a set of stage processes, then free the rings that linked them (in the order given)."""
+    stop.set()
+    _shutdown(procs)
+    for ring in rings:
+        ring.close()
 
 
 def _shutdown(procs: list[Any]) -> None:
