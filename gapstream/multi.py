@@ -45,12 +45,12 @@ from .pipeline import (
     direct_decode,
     resolve_model,
     resolve_post,
+    start_stages,
 )
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
 from .sinks import Sink, sink_factories
-from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
 
@@ -266,11 +266,7 @@ class MultiPipeline:
                 ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop,
                                           counters, beats.beat("post"), [src.masks for src in plan.sources])),
             ]
-            for name, fn, args in stages:
-                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                                name=f"gapstream-{name.replace(':', '-')}", daemon=True)
-                p.start()
-                procs.append(p)
+            start_stages(ctx, errors, stages, procs)
             undo.pop_all()
         return _MultiStages(rings, maps, results, procs, stop)
 

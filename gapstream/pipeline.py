@@ -228,11 +228,7 @@ class Pipeline:
                 "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
                                           counters, beats.beat("post"), [cfg.source.masks])),
             }
-            for name, (fn, args) in stages.items():
-                p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
-                                name=f"gapstream-{name}", daemon=True)
-                p.start()
-                procs.append(p)
+            start_stages(ctx, errors, [(name, fn, args) for name, (fn, args) in stages.items()], procs)
             undo.pop_all()
         return _Stages(frames, maps, results, procs, stop)
 
@@ -375,6 +371,17 @@ def _check(procs: list[Any], errors: Any, source_error: str | None, final: bool 
                 return source_error or msg
             raise PipelineError(f"{stage} stage failed: {msg}")
     return source_error
+
+
+def start_stages(ctx: Any, errors: Any, stages: list[tuple[str, Any, tuple]], procs: list[Any]) -> None:
+    """Start one daemon process per ``(name, function, args)`` stage (``gapstream-<name>``, a ``:``
+    in the name becomes ``-``), each reporting a failure on ``errors``; each is added to ``procs``
+    as soon as it runs, so that a clean-up holding that list stops it if a later one fails to start."""
+    for name, fn, args in stages:
+        p = ctx.Process(target=stage_main, args=(name, fn, errors, *args),
+                        name=f"gapstream-{name.replace(':', '-')}", daemon=True)
+        p.start()
+        procs.append(p)
 
 
 def close_stages(stop: Any, procs: list[Any], rings: Iterable[Ring]) -> None:
