@@ -188,12 +188,18 @@ def scene_patches(scenes: list[np.ndarray], rng: np.random.Generator, n: int = 4
     return out
 
 
+def _frame_on_canvas(frame: np.ndarray, person: bool, rng: np.random.Generator) -> np.ndarray:
+    """A video frame on the canvas: fitted whole when it shows a person (a crop could cut them
+    out), else fitted or cropped at random."""
+    return fit(frame, rng) if person or rng.random() < 0.5 else crop_cover(frame, rng, (1.0, 1.4))
+
+
 def _clip_images(root: Path, rng: np.random.Generator, every_s: float
                  ) -> Iterator[tuple[np.ndarray, int, str]]:
     for clip in load_clips(root, "train"):
         for frame, person, t in sample_frames(clip, every_s, seed=int(rng.integers(1 << 31))):
             held = t > 0.8 * clip.duration
-            img = fit(frame, rng) if person or rng.random() < 0.5 else crop_cover(frame, rng, (1.0, 1.4))
+            img = _frame_on_canvas(frame, bool(person), rng)
             yield img, int(person), f"{'val' if held else 'train'}:clips"
 
 
@@ -207,7 +213,7 @@ def _footage_images(root: Path, rng: np.random.Generator, every_s: float = 0.5, 
             for i, (frame, person, _) in enumerate(samples):
                 if i >= per_clip:
                     break
-                img = fit(frame, rng) if person or rng.random() < 0.5 else crop_cover(frame, rng, (1.0, 1.4))
+                img = _frame_on_canvas(frame, bool(person), rng)
                 yield img, int(person), f"{split}:footage"
 
 
