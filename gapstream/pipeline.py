@@ -303,9 +303,15 @@ def _watch(run: _Running, live: bool, next_index: int) -> None:
     run.restarts += 1
     log.warning("%s; restarting the stages (restart %d of at most %d in a row)", what, run.restarts,
                 MAX_RESTARTS)
-    run.dropped_before += run.stages.frames.dropped
     run.stages.close()  # kills the hung process; its queues and rings go with it (closing is idempotent)
-    run.stages = run.spawn(next_index)
+    # Frames lost with the old rings were captured but never delivered: count them as dropped,
+    # so that output + dropped == captured still holds (as in a multi-camera restart).
+    snap = run.counters.snapshot()
+    lost = snap["captured"] - snap["output"] - run.dropped
+    dropped = run.dropped + max(lost, 0)
+    stages = run.spawn(next_index)
+    # Swapped together, so that a metrics scrape (another thread) never counts a ring twice.
+    run.stages, run.dropped_before = stages, dropped
     run.counters.add("restarts")
 
 

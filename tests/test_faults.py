@@ -396,6 +396,23 @@ def test_watchdog_restarts_the_stages_of_a_live_run(tiny_model: Path) -> None:
     assert "stage restarts 1" in pipe.stats.summary()
 
 
+def test_frames_lost_with_the_old_rings_at_a_restart_count_as_dropped(tiny_model: Path) -> None:
+    """The frames a hung stage held when it was replaced were captured but never delivered: once the
+    run drains, every captured frame is either a result or counted as dropped."""
+    cfg = load_config(None, {"watchdog_timeout": 2.0, "output.stats_interval": 0})
+    pipe = Pipeline("synthetic://?width=160&height=120&live=1&fps=20&frames=80", str(tiny_model), cfg)
+    hung: list[int] = []
+    for r in pipe.run():
+        if r.index == 5 and not hung:
+            [infer] = [p for p in gapstream_children() if p.name == "gapstream-infer"]
+            os.kill(infer.pid, signal.SIGSTOP)
+            hung.append(infer.pid)
+    stats = pipe.stats
+    assert hung and stats is not None and stats.restarts == 1
+    assert stats.dropped > 0  # at least the frames queued before the hung stage
+    assert stats.frames + stats.dropped == stats.captured, stats
+
+
 def test_an_in_process_run_leaves_the_callers_signal_handlers_alone(tiny_model: Path, video: Path,
                                                                      tmp_path: Path) -> None:
     """cli.main is also called in-process (tests, embedding): a finished run must give the caller
