@@ -6,6 +6,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,57 @@ from .credentials import expand_env
 from .errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A constraint declared on a config field: ``ok(value)`` holds, or the error says ``why``.
+
+    Unset values (None, meaning "the default behaviour") are not checked; ``each`` checks every
+    item of a list, named ``key[i]``.
+    """
+
+    ok: Callable[[Any], bool]
+    why: str
+    each: bool = False
+
+
+def at_least(lo: float, strict: bool = False, note: str = "") -> Rule:
+    ok = (lambda v: v > lo) if strict else (lambda v: v >= lo)
+    return Rule(ok, f"must be {'>' if strict else '>='} {lo}{note}")
+
+
+def between(lo: float, hi: float, strict: bool = False, why: str = "") -> Rule:
+    ok = (lambda v: lo < v < hi) if strict else (lambda v: lo <= v <= hi)
+    return Rule(ok, why or f"must be between {lo} and {hi}")
+
+
+def one_of(*values: Any, why: str = "") -> Rule:
+    return Rule(lambda v: v in values, why or f"must be one of {', '.join(map(str, values))}")
+
+
+def matches(pattern: str, why: str) -> Rule:
+    return Rule(lambda v: bool(re.fullmatch(pattern, v)), why)
+
+
+def _polygon_ok(points: list[list[float]]) -> bool:
+    return len(points) >= 3 and all(len(p) == 2 and all(0 <= v <= 1 for v in p) for p in points)
+
+
+_POLYGON_WHY = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
+NAME = matches(r"[A-Za-z0-9_-]+", "must be letters, digits, _ or - (it names MQTT topics and metrics)")
+TCP_PORT = between(0, 65536, strict=True, why="must be a TCP port")
+
+
+def checked(default: Any = dataclasses.MISSING, rule: Rule | None = None, **kw: Any) -> Any:
+    """A dataclass field with its constraint: ``batch_size: int = checked(4, at_least(1))``."""
+    return field(default=default, metadata={"rule": rule}, **kw)
+
+
 @dataclass
 class ZoneConfig:
     """A named polygon in fractions of the frame: ``points: [[x, y], ...]`` with 0 <= x, y <= 1."""
 
-    name: str = ""
-    points: list[list[float]] = field(default_factory=list)
+    name: str = checked("", NAME)
+    points: list[list[float]] = checked(rule=Rule(_polygon_ok, _POLYGON_WHY), default_factory=list)
 
 
 @dataclass
@@ -29,21 +75,26 @@ class SourceConfig:
     """Where frames come from and how to keep a live stream alive."""
 
     uri: str = ""
-    name: str = "camera"  # shown in events, MQTT topics, metrics and the live view
+    name: str = checked("camera", NAME)  # shown in events, MQTT topics, metrics and the live view
     zones: list[ZoneConfig] = field(default_factory=list)  # named areas scored by CAM mass
-    masks: list[list[list[float]]] = field(default_factory=list)  # polygons removed from the CAM
+    masks: list[list[list[float]]] = checked(rule=Rule(_polygon_ok, _POLYGON_WHY, each=True),
+                                             default_factory=list)  # polygons removed from the CAM
     live: bool | None = None  # None: decided by the kind of source (RTSP and webcams are live)
-    rtsp_transport: str = "tcp"
-    open_timeout: float = 10.0  # seconds to connect or to wait for a packet before calling a stream dead
-    connect_attempts: int = 3  # tries before giving up on a source that never worked
-    reconnect_attempts: int = 0  # consecutive tries after a working stream drops; 0 = forever
-    backoff_initial: float = 0.5
-    backoff_max: float = 10.0
-    fps: float = 25.0  # frame rate of image folders and synthetic sources
-    max_width: int = 1920  # live frames larger than this are scaled down to fit the ring slots
-    max_height: int = 1080
-    max_fps: float = 0.0  # keep at most this many frames per second of source time; 0: all
-    stride: int = 1  # keep every Nth decoded frame (before max_fps)
+    rtsp_transport: str = checked("tcp", one_of("tcp", "udp", why="must be tcp or udp"))
+    # Seconds to connect or to wait for a packet before calling a stream dead
+    open_timeout: float = checked(10.0, at_least(0, strict=True))
+    connect_attempts: int = checked(3, at_least(1))  # tries before giving up on a source that never worked
+    # Consecutive tries after a working stream drops; 0 = forever
+    reconnect_attempts: int = checked(0, at_least(0))
+    backoff_initial: float = checked(0.5, at_least(0, strict=True))
+    backoff_max: float = checked(10.0, at_least(0, strict=True))
+    fps: float = checked(25.0, at_least(0, strict=True))  # frame rate of image folders and synthetic sources
+    # Live frames larger than this are scaled down to fit the ring slots.
+    max_width: int = checked(1920, at_least(16))
+    max_height: int = checked(1080, at_least(16))
+    # Keep at most this many frames per second of source time; 0: all
+    max_fps: float = checked(0.0, at_least(0, note=" (0: no limit)"))
+    stride: int = checked(1, at_least(1))  # keep every Nth decoded frame (before max_fps)
     # Video files: convert each frame straight to the model's input size (result frames are then
     # that small; boxes stay in source pixels). None: `gapstream run` does it when no output
     # needs full frames; the Python API keeps full frames.
@@ -53,38 +104,44 @@ class SourceConfig:
 @dataclass
 class ModelConfig:
     path: str = ""  # empty: the shipped int8 model in models/
-    num_threads: int = 0  # 0: all cores
+    num_threads: int = checked(0, at_least(0))  # 0: all cores
     # Long side of the network input for keep-aspect models; 0: the model's own (its metadata).
-    input_long_side: int = 0
+    input_long_side: int = checked(0, Rule(lambda v: v == 0 or v >= 32,
+                                           "must be 0 (the model's own) or >= 32"))
 
 
 @dataclass
 class InferConfig:
-    batch_size: int = 4
-    batch_timeout_ms: float = 10.0  # longest wait for a batch to fill once its first frame is in
+    batch_size: int = checked(4, at_least(1))
+    # longest wait for a batch to fill once its first frame is in
+    batch_timeout_ms: float = checked(10.0, at_least(0))
 
 
 @dataclass
 class PostConfig:
     # Box threshold as a fraction of the CAM maximum; None: the model's own (its metadata's
     # cam_threshold, tuned on validation data; the paper used cam.PAPER_THRESHOLD).
-    threshold: float | None = None
-    score_threshold: float = 0.5  # person probability above which a frame gets boxes
-    min_area: float = 0.005  # smallest box as a fraction of the frame area
-    box_resolution: int = 448  # longer side of the CAM used for boxes; boxes are scaled to the frame
-    blend_alpha: float = 0.4
+    threshold: float | None = checked(None, between(0, 1, strict=True))
+    score_threshold: float = checked(0.5, between(0, 1))  # person probability above which a frame gets boxes
+    # smallest box as a fraction of the frame area
+    min_area: float = checked(0.005, Rule(lambda v: 0 <= v < 1, "must be between 0 and 1"))
+    # longer side of the CAM used for boxes; boxes are scaled to the frame
+    box_resolution: int = checked(448, at_least(16))
+    blend_alpha: float = checked(0.4, between(0, 1))
     # Box width/height factors about the box centre; None: the model's own (its metadata).
-    box_scale: list[float] | None = None
+    box_scale: list[float] | None = checked(None, Rule(lambda v: len(v) == 2 and all(0 < f <= 10 for f in v),
+                                                        "must be null or two factors in (0, 10]"))
     split_peaks: bool = True  # one box per CAM peak, so that a group of persons gets a box each
-    peak_floor: float = 0.5  # a peak counts when it reaches this fraction of the CAM maximum
+    # a peak counts when it reaches this fraction of the CAM maximum
+    peak_floor: float = checked(0.5, between(0, 1))
     cubic: bool = False  # cubic instead of bilinear CAM upsampling (the reference used cubic)
 
 
 @dataclass
 class BufferConfig:
-    frame_slots: int = 16  # frames in flight between capture and the sinks
-    live_frame_slots: int = 6  # fewer for live sources: bounded latency
-    result_slots: int = 16
+    frame_slots: int = checked(16, at_least(2))  # frames in flight between capture and the sinks
+    live_frame_slots: int = checked(6, at_least(2))  # fewer for live sources: bounded latency
+    result_slots: int = checked(16, at_least(1))
 
 
 @dataclass
@@ -94,7 +151,7 @@ class OutputConfig:
     show: bool = False
     annotate: bool | None = None  # None: only when a video or window sink needs it
     codec: str = "libx264"
-    crf: int = 23
+    crf: int = checked(23, between(0, 51))
     preset: str = "veryfast"
     stats_interval: float = 5.0  # seconds between stats lines; 0 disables them
 
@@ -105,14 +162,17 @@ class EventsConfig:
 
     json: str | None = None  # JSON Lines file, one line per finished event
     snapshots: str | None = None  # folder for <camera>-<id>.jpg and <camera>-<id>-cam.jpg
-    on_threshold: float = 0.6  # an event starts after min_frames frames at or above this
-    off_threshold: float = 0.4  # ... and ends once below this for hold_time seconds
-    min_frames: int = 3
-    hold_time: float = 2.0
+    # an event starts after min_frames frames at or above this
+    on_threshold: float = checked(0.6, between(0, 1))
+    off_threshold: float = checked(0.4, between(0, 1))  # ... and ends once below this for hold_time seconds
+    min_frames: int = checked(3, at_least(1))
+    hold_time: float = checked(2.0, at_least(0))
     zones: list[str] = field(default_factory=list)  # only these zones' scores count; [] = whole frame
     clips: str | None = None  # folder for <camera>-<id>.mp4 clips remuxed from live streams
-    pre_roll: float = 5.0  # seconds of video before the event start in its clip
-    post_roll: float = 2.0  # seconds after its end
+    # seconds of video before the event start in its clip
+    pre_roll: float = checked(5.0, between(0, 60, why="must be between 0 and 60 seconds"))
+    # seconds after its end
+    post_roll: float = checked(2.0, between(0, 60, why="must be between 0 and 60 seconds"))
 
 
 @dataclass
@@ -120,18 +180,19 @@ class MqttConfig:
     """Events and state over MQTT (gapstream/mqtt.py); off while ``host`` is empty."""
 
     host: str = ""
-    port: int = 1883
+    port: int = checked(1883, TCP_PORT)
     username: str = ""
     password: str | None = None  # only as ${VAR}: a literal secret in the file is refused
     password_file: str | None = None
     tls: bool = False
     ca_file: str | None = None
-    topic_prefix: str = "gapstream"
+    topic_prefix: str = checked("gapstream",
+                                matches(r"[A-Za-z0-9_/-]+", "must be letters, digits, _, - or /"))
     discovery: bool = True  # Home Assistant MQTT discovery
     discovery_prefix: str = "homeassistant"
-    qos: int = 1
-    state_interval: float = 1.0  # seconds between probability updates per camera
-    keepalive: int = 30
+    qos: int = checked(1, one_of(0, 1, 2))
+    state_interval: float = checked(1.0, at_least(0))  # seconds between probability updates per camera
+    keepalive: int = checked(30, at_least(5))
 
 
 @dataclass
@@ -139,14 +200,17 @@ class HttpConfig:
     """Live view, /metrics and /healthz (gapstream/serve/); off while ``port`` is null."""
 
     host: str = "127.0.0.1"
-    port: int | None = None  # 0: any free port (logged)
+    # 0: any free port (logged)
+    port: int | None = checked(None, Rule(lambda v: 0 <= v < 65536, "must be a TCP port or null"))
     token: str | None = None  # only as ${VAR}; required when host is not a loopback address
     token_file: str | None = None
     tls_cert: str | None = None  # PEM files: serve HTTPS
     tls_key: str | None = None
-    live_fps: float = 5.0  # annotated JPEGs per second and camera for the live view
-    jpeg_quality: int = 80
-    stall_timeout: float | None = None  # /healthz fails after this many seconds without a frame;
+    # annotated JPEGs per second and camera for the live view
+    live_fps: float = checked(5.0, at_least(0, strict=True))
+    jpeg_quality: int = checked(80, between(1, 100))
+    # /healthz fails after this many seconds without a frame;
+    stall_timeout: float | None = checked(None, at_least(0, strict=True))
     # None: source.open_timeout
 
 
@@ -163,102 +227,55 @@ class PipelineConfig:
     events: EventsConfig = field(default_factory=EventsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
-    log_level: str = "INFO"
+    log_level: str = checked("INFO", Rule(lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+                                          "must be DEBUG, INFO, WARNING or ERROR"))
     # Seconds a stage may make no progress (hung, SIGSTOPped) before an offline run is ended with
     # an error naming it, or a live run's stages are restarted; streams get source.open_timeout +
     # backoff_max more for capture; 0 disables.
-    watchdog_timeout: float = 20.0
+    watchdog_timeout: float = checked(20.0, at_least(0))
 
     def validate(self) -> PipelineConfig:
-        """Check value ranges; raise ConfigError naming the key."""
-        checks: list[tuple[str, bool, str]] = [
-            ("infer.batch_size", self.infer.batch_size >= 1, "must be >= 1"),
-            ("infer.batch_timeout_ms", self.infer.batch_timeout_ms >= 0, "must be >= 0"),
-            ("post.threshold", self.post.threshold is None or 0 < self.post.threshold < 1,
-             "must be between 0 and 1"),
-            ("post.score_threshold", 0 <= self.post.score_threshold <= 1, "must be between 0 and 1"),
-            ("post.min_area", 0 <= self.post.min_area < 1, "must be between 0 and 1"),
-            ("post.peak_floor", 0 <= self.post.peak_floor <= 1, "must be between 0 and 1"),
-            ("post.box_scale", self.post.box_scale is None
-             or (len(self.post.box_scale) == 2 and all(0 < v <= 10 for v in self.post.box_scale)),
-             "must be null or two factors in (0, 10]"),
-            ("post.blend_alpha", 0 <= self.post.blend_alpha <= 1, "must be between 0 and 1"),
-            ("post.box_resolution", self.post.box_resolution >= 16, "must be >= 16"),
-            ("buffers.frame_slots", self.buffers.frame_slots >= 2, "must be >= 2"),
-            ("buffers.live_frame_slots", self.buffers.live_frame_slots >= 2, "must be >= 2"),
-            ("buffers.result_slots", self.buffers.result_slots >= 1, "must be >= 1"),
-            ("source.fps", self.source.fps > 0, "must be > 0"),
-            ("source.open_timeout", self.source.open_timeout > 0, "must be > 0"),
-            ("source.connect_attempts", self.source.connect_attempts >= 1, "must be >= 1"),
-            ("source.reconnect_attempts", self.source.reconnect_attempts >= 0, "must be >= 0"),
-            ("source.rtsp_transport", self.source.rtsp_transport in ("tcp", "udp"), "must be tcp or udp"),
-            ("model.num_threads", self.model.num_threads >= 0, "must be >= 0"),
-            ("model.input_long_side", self.model.input_long_side == 0 or self.model.input_long_side >= 32,
-             "must be 0 (the model's own) or >= 32"),
-            ("watchdog_timeout", self.watchdog_timeout >= 0, "must be >= 0"),
-            ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
-             "must be DEBUG, INFO, WARNING or ERROR"),
-        ]
-        checks += _ops_checks(self)
-        for key, ok, why in checks:
+        """Check the rules declared on the fields, then those that tie fields together; raise
+        ConfigError naming the first key that breaks one."""
+        for key, ok, why in (*_field_checks(self, ""), *_cross_checks(self)):
             if not ok:
                 raise ConfigError(f"config key '{key}' {why}")
         return self
 
 
-def _polygon_ok(points: list[list[float]]) -> bool:
-    return len(points) >= 3 and all(len(p) == 2 and all(0 <= v <= 1 for v in p) for p in points)
+def _field_checks(obj: Any, prefix: str) -> typing.Iterator[tuple[str, bool, str]]:
+    """``(key, ok, why)`` for every rule declared on the fields of ``obj`` and its sections."""
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}.{f.name}" if prefix else f.name
+        rule: Rule | None = f.metadata.get("rule")
+        if rule is not None and value is not None:
+            items = [(f"{key}[{i}]", v) for i, v in enumerate(value)] if rule.each else [(key, value)]
+            yield from ((k, rule.ok(v), rule.why) for k, v in items)
+        if dataclasses.is_dataclass(value):
+            yield from _field_checks(value, key)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if dataclasses.is_dataclass(item):
+                    yield from _field_checks(item, f"{key}[{i}]")
 
 
-def _source_checks(src: SourceConfig, key: str) -> list[tuple[str, bool, str]]:
-    """Checks of one camera's rate limits, name, zones and masks."""
-    zone_names = [z.name for z in src.zones]
-    poly = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
-    return [
-        (f"{key}.max_fps", src.max_fps >= 0, "must be >= 0 (0: no limit)"),
-        (f"{key}.stride", src.stride >= 1, "must be >= 1"),
-        (f"{key}.name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", src.name)),
-         "must be letters, digits, _ or - (it names MQTT topics and metrics)"),
-        *((f"{key}.zones[{i}].name", bool(re.fullmatch(r"[A-Za-z0-9_-]+", z.name)),
-           "must be letters, digits, _ or -") for i, z in enumerate(src.zones)),
-        *((f"{key}.zones[{i}].points", _polygon_ok(z.points), poly) for i, z in enumerate(src.zones)),
-        *((f"{key}.masks[{i}]", _polygon_ok(m), poly) for i, m in enumerate(src.masks)),
-        (f"{key}.zones", len(set(zone_names)) == len(zone_names), "has two zones of one name"),
-    ]
-
-
-def _ops_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
-    """Range checks of the camera-operator sections (zones, events, MQTT, HTTP)."""
-    ev, mq, ht = cfg.events, cfg.mqtt, cfg.http
+def _cross_checks(cfg: PipelineConfig) -> list[tuple[str, bool, str]]:
+    """The checks that tie several fields together (names unique, thresholds ordered, pairs)."""
+    ev, ht = cfg.events, cfg.http
     cams = cfg.sources or [cfg.source]
     keys = [f"sources[{i}]" for i in range(len(cfg.sources))] or ["source"]
-    zone_names = {z.name for src in cams for z in src.zones}
     names = [src.name for src in cams]
-    checks: list[tuple[str, bool, str]] = [
-        *(c for src, key in zip(cams, keys) for c in _source_checks(src, key)),
+    zone_names = {z.name for src in cams for z in src.zones}
+    return [
+        *((f"{key}.zones", len({z.name for z in src.zones}) == len(src.zones), "has two zones of one name")
+          for src, key in zip(cams, keys)),
         ("sources", len(set(names)) == len(names), "has two cameras of one name (set each one's name)"),
         ("events.zones", all(z in zone_names for z in ev.zones), "names a zone no camera has"),
-        ("events.on_threshold", 0 <= ev.on_threshold <= 1, "must be between 0 and 1"),
-        ("events.off_threshold", 0 <= ev.off_threshold <= ev.on_threshold,
+        ("events.off_threshold", ev.off_threshold <= ev.on_threshold,
          "must be between 0 and events.on_threshold"),
-        ("events.min_frames", ev.min_frames >= 1, "must be >= 1"),
-        ("events.hold_time", ev.hold_time >= 0, "must be >= 0"),
-        ("events.pre_roll", 0 <= ev.pre_roll <= 60, "must be between 0 and 60 seconds"),
-        ("events.post_roll", 0 <= ev.post_roll <= 60, "must be between 0 and 60 seconds"),
-        ("mqtt.port", 0 < mq.port < 65536, "must be a TCP port"),
-        ("mqtt.qos", mq.qos in (0, 1, 2), "must be 0, 1 or 2"),
-        ("mqtt.state_interval", mq.state_interval >= 0, "must be >= 0"),
-        ("mqtt.keepalive", mq.keepalive >= 5, "must be >= 5"),
-        ("mqtt.topic_prefix", bool(re.fullmatch(r"[A-Za-z0-9_/-]+", mq.topic_prefix)),
-         "must be letters, digits, _, - or /"),
-        ("http.port", ht.port is None or 0 <= ht.port < 65536, "must be a TCP port or null"),
-        ("http.live_fps", ht.live_fps > 0, "must be > 0"),
-        ("http.jpeg_quality", 1 <= ht.jpeg_quality <= 100, "must be between 1 and 100"),
-        ("http.stall_timeout", ht.stall_timeout is None or ht.stall_timeout > 0, "must be > 0"),
         ("http.tls_key", (ht.tls_cert is None) == (ht.tls_key is None),
          "and http.tls_cert must be given together"),
     ]
-    return checks
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -72,6 +72,11 @@ def test_overrides_apply() -> None:
         ("infer:\n  batch_size: 0\n", "infer.batch_size"),
         ("post:\n  threshold: 1.5\n", "post.threshold"),
         ("source:\n  live: maybe\n", "source.live"),
+        # Rules are declared on the fields, so they hold in every camera of a list too.
+        ("sources:\n  - name: a\n  - name: b\n    stride: 0\n", "sources[1].stride"),
+        ("sources:\n  - name: a\n    masks: [[[0, 0], [1, 0]]]\n", "sources[0].masks[0]"),
+        ("output:\n  crf: 60\n", "output.crf"),
+        ("source:\n  backoff_initial: 0\n", "source.backoff_initial"),
     ],
 )
 def test_bad_key_is_named(tmp_path: Path, text: str, key: str) -> None:
