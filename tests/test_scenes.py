@@ -135,3 +135,39 @@ def test_train_and_export_scene_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(tfl, portrait.predict(xp.astype(np.float32), verbose=0), atol=1e-4)
     r = np.corrcoef(cams["int8"].ravel(), cams["float32"].ravel())[0, 1]
     assert r > 0.9, f"int8 vs float CAM correlation {r:.3f} at 64x112"
+
+
+def test_distillation_uses_the_teachers_probabilities(tmp_path: Path) -> None:
+    """A student trained with --distill gets targets blended from the labels and the teacher's
+    probabilities, computed from the cached stem features by the teacher's own upper layers."""
+    pytest.importorskip("tensorflow")
+    from gapstream.errors import GapstreamError
+    from gapstream.training.export import load_keras
+    from gapstream.training.fcn import build_scene_model
+    from gapstream.training.scenes import SceneSet
+    from gapstream.training.train_scenes import SceneTrainConfig, stem_features, teacher_probs, train_scenes
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (16, 64, 112, 3), dtype=np.uint8)
+    y = np.arange(16) % 2
+    x[y == 1, 20:50, 40:60] = 255
+    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 16))
+    teacher_dir = tmp_path / "teacher"
+    teacher_cfg = SceneTrainConfig(weights=None, out=str(teacher_dir), epochs=1, batch=8, pooling="topk")
+    train_scenes(teacher_cfg, data, data)
+    teacher_path = str(teacher_dir / "model.keras")
+    teacher = load_keras(teacher_path)
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same random stem as the teacher's (no ImageNet weights here)
+    _, stem, _ = build_scene_model(None, (64, 112), pooling="topk")
+    probs = teacher_probs(teacher_path, stem, stem_features(stem, x))
+    np.testing.assert_allclose(probs, teacher.predict(x.astype(np.float32), verbose=0), atol=1e-4)
+    keras.utils.set_random_seed(1)
+    _, other, _ = build_scene_model(None, (64, 112), pooling="topk")
+    with pytest.raises(GapstreamError, match="frozen stem differs"):
+        teacher_probs(teacher_path, other, stem_features(other, x))
+    cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "student"), epochs=1, batch=8, pooling="topk",
+                           distill=teacher_path, distill_weight=0.5)
+    summary = train_scenes(cfg, data, data)
+    assert summary["config"]["distill"] == teacher_path and (tmp_path / "student" / "model.keras").is_file()

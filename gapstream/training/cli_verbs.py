@@ -58,6 +58,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     scenes.add_argument("--flip", action="store_true", help="also train on mirrored images")
     scenes.add_argument("--scale-mix", action="store_true",
                         help="composites also with close persons cut by the frame and tiny far ones")
+    scenes.add_argument("--distill", metavar="KERAS",
+                        help="a trained scene model (an ensemble, say) whose probabilities are blended "
+                             "into the labels (knowledge distillation)")
+    scenes.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
+                        help="share of the teacher's probabilities in each target (default 0.5)")
     p.add_argument("--weights", required=True, metavar="PATH|none",
                    help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
                    "to train from scratch (nothing is ever downloaded)")
@@ -90,6 +95,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     from .scenes import build_scene_set
     from .train_scenes import SceneTrainConfig, train_scenes
 
+    if args.distill and not Path(args.distill).is_file():
+        raise GapstreamError(f"--distill {args.distill}: no such model")
     train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed,
                                  composites_per_scene=args.composites_per_scene, scale_mix=args.scale_mix,
                                  footage=args.footage)
@@ -97,7 +104,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
     cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
                            stride=args.stride,
                            pooling=args.pooling, topk=args.topk, epochs=args.epochs, batch=args.batch,
-                           lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed)
+                           lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed, distill=args.distill,
+                           distill_weight=args.distill_weight)
     summary = train_scenes(cfg, train, val)
     # int8 calibration images for export, drawn from the training images
     pick = np.random.default_rng(args.seed).choice(len(train.y), min(200, len(train.y)), replace=False)

@@ -101,6 +101,19 @@ def build_scene_model(weights: str | Path | None, input_hw: tuple[int, int] = (2
     return model, stem_model, head
 
 
+def scene_head(model: Any) -> Any:
+    """``stride-8 features -> probs`` of a trained scene model (the layers after its frozen stem)."""
+    keras = import_keras()
+    stem = model.get_layer("stem")
+    x = feats = keras.Input(stem.outputs[0].shape[1:], name="features")
+    after = False
+    for layer in model.layers[1:]:  # a chain: rescale, stem, trunk, dense, pool, softmax
+        if after:
+            x = layer(x)
+        after = after or layer.name == "stem"
+    return keras.Model(feats, x, name="head")
+
+
 def scene_dual_output(model: Any) -> Any:
     """``image -> [probs (N, 2), maps (N, h, w, C)]`` for export: the maps feed the dense layer."""
     keras = import_keras()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GapstreamError
 from .build import import_keras
 from .scenes import SceneSet
 
@@ -38,6 +39,8 @@ class SceneTrainConfig:
     l2: float = 1e-4
     flip: bool = False  # also train on mirrored images (their stem features are computed too)
     seed: int = 0
+    distill: str | None = None  # a trained scene model whose probabilities are blended into the targets
+    distill_weight: float = 0.5  # the teacher's share of each target (Hinton et al.'s soft targets)
 
 
 def stem_features(stem: Any, x: np.ndarray, flip: bool = False, batch: int = 32) -> np.ndarray:
@@ -64,6 +67,24 @@ def per_source_accuracy(probs: np.ndarray, data: SceneSet) -> dict[str, dict]:
     return out
 
 
+def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> np.ndarray:
+    """A trained scene model's probabilities ``(N, 2)`` from the cached stem features ``feats``.
+
+    Its own frozen stem must be the student's (the same ImageNet layers), else the features differ."""
+    from .export import load_keras
+    from .fcn import scene_head
+
+    teacher = load_keras(path)
+    own = teacher.get_layer("stem").get_weights()
+    theirs = stem.get_layer("stem").get_weights()
+    if len(own) != len(theirs) or not all(np.array_equal(a, b) for a, b in zip(own, theirs)):
+        raise GapstreamError(f"--distill {path}: its frozen stem differs from this model's, so it cannot "
+                             "teach from these features")
+    head = scene_head(teacher)
+    return np.concatenate([head.predict(feats[i : i + batch].astype(np.float32), verbose=0)
+                           for i in range(0, len(feats), batch)]).astype(np.float32)
+
+
 def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
     """Train, save ``OUT/model.keras`` and ``OUT/train.json``; return the summary."""
     keras = import_keras()
@@ -87,14 +108,20 @@ def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
     # Balanced classes: each class weighs half of the loss.
     weight = np.where(labels == 1, len(labels) / (2 * max(1, labels.sum())),
                       len(labels) / (2 * max(1, (1 - labels).sum()))).astype(np.float32)
-    ds = (tf.data.Dataset.from_tensor_slices((feats, labels, weight)).shuffle(len(feats), seed=cfg.seed)
+    targets = np.eye(2, dtype=np.float32)[labels]
+    if cfg.distill:
+        teacher = teacher_probs(cfg.distill, stem, feats)
+        targets = (1 - cfg.distill_weight) * targets + cfg.distill_weight * teacher
+        log.info("distilling %s: its mean person probability %.3f on person images, %.3f on the others",
+                 cfg.distill, teacher[labels == 1, 1].mean(), teacher[labels == 0, 1].mean())
+    ds = (tf.data.Dataset.from_tensor_slices((feats, targets, weight)).shuffle(len(feats), seed=cfg.seed)
           .batch(cfg.batch).map(lambda f, y, w: (tf.cast(f, tf.float32), y, w)).prefetch(2))
-    dv = tf.data.Dataset.from_tensor_slices((val_feats, val.y)).batch(64).map(
+    dv = tf.data.Dataset.from_tensor_slices((val_feats, np.eye(2, dtype=np.float32)[val.y])).batch(64).map(
         lambda f, y: (tf.cast(f, tf.float32), y))
     steps = -(-len(feats) // cfg.batch) * cfg.epochs
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps, alpha=0.02)
     head.compile(optimizer=keras.optimizers.Adam(schedule),
-                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                 loss="categorical_crossentropy", metrics=["categorical_accuracy"])
     hist = head.fit(ds, validation_data=dv if len(val.y) else None, epochs=cfg.epochs, verbose=2)
     model.save(out / "model.keras")
     probs = head.predict(dv, verbose=0)[:, 1] if len(val.y) else np.zeros(0)
