@@ -164,9 +164,10 @@ def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, 
     that class is the person and its probability reaches ``cfg.score_threshold``; only then
     are boxes found, on the CAM upsampled to at most ``cfg.box_resolution`` on its longer
     side and scaled to the frame (the same components at a fraction of the cost of full
-    size). ``cfg.threshold`` must be resolved: the model's own comes from its metadata.
+    size). ``cfg.threshold`` and ``cfg.score_threshold`` must be resolved: the model's own come
+    from its metadata (pipeline.resolve_post).
     """
-    assert cfg.threshold is not None
+    assert cfg.threshold is not None and cfg.score_threshold is not None
     prob = float(probs[person_index])
     if int(np.argmax(probs)) != person_index or prob < cfg.score_threshold:
         return False, Detections.empty()

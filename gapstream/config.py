@@ -122,7 +122,9 @@ class PostConfig:
     # Box threshold as a fraction of the CAM maximum; None: the model's own (its metadata's
     # cam_threshold, tuned on validation data; the paper used cam.PAPER_THRESHOLD).
     threshold: float | None = checked(None, between(0, 1, strict=True))
-    score_threshold: float = checked(0.5, between(0, 1))  # person probability above which a frame gets boxes
+    # Person probability at or above which a frame is a person frame and gets boxes; None: the
+    # model's own (its metadata's decision_threshold, 0.5 unless tuned on held-out negatives).
+    score_threshold: float | None = checked(None, between(0, 1))
     # smallest box as a fraction of the frame area
     min_area: float = checked(0.005, Rule(lambda v: 0 <= v < 1, "must be between 0 and 1"))
     # longer side of the CAM used for boxes; boxes are scaled to the frame

@@ -49,6 +49,9 @@ class ModelMeta:
     # Width and height factors about each box's centre: a CAM region covers the most telling
     # part of a person (often the torso); eval --tune-threshold fits these on validation boxes.
     box_scale: tuple[float, float] = (1.0, 1.0)
+    # The person probability a frame needs to count as a person frame (post.score_threshold
+    # unless the config sets it); eval --tune-decision picks it on held-out real negatives.
+    decision_threshold: float = 0.5
     # The dense layer as trained, (C, K) and (K,), when the CAM kernel above is a derived one
     # (scene models store the person-minus-no-person difference). The run time pools these
     # per-cell scores itself (cam.pool_probs) instead of trusting an int8 graph's pooling.
@@ -123,6 +126,7 @@ class ModelMeta:
                 input_long_side=int(d.get("input_long_side", 0)),
                 cam_threshold=float(d.get("cam_threshold", PAPER_THRESHOLD)),
                 box_scale=(float(d.get("box_scale", (1, 1))[0]), float(d.get("box_scale", (1, 1))[1])),
+                decision_threshold=float(d.get("decision_threshold", 0.5)),
                 pool_kernel=None if "pool_kernel" not in d else np.asarray(d["pool_kernel"], np.float32),
                 pool_bias=None if "pool_bias" not in d else np.asarray(d["pool_bias"], np.float32),
                 topk_share=float(d.get("topk_share", 0.05)),

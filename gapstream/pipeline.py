@@ -320,6 +320,8 @@ def resolve_post(post: PostConfig, meta: ModelMeta) -> PostConfig:
     model's metadata, where validation chose it."""
     if post.threshold is None:
         post = replace(post, threshold=meta.cam_threshold)
+    if post.score_threshold is None:
+        post = replace(post, score_threshold=meta.decision_threshold)
     if post.box_scale is None:
         post = replace(post, box_scale=list(meta.box_scale))
     return post

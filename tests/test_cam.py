@@ -57,7 +57,7 @@ def test_one_box_per_connected_component() -> None:
 def test_localize_scales_boxes_to_frame() -> None:
     cam = np.zeros((7, 7), np.float32)
     cam[2:5, 2:5] = 1.0
-    cfg = PostConfig(threshold=0.2, box_resolution=448)
+    cfg = PostConfig(threshold=0.2, box_resolution=448, score_threshold=0.5)
     person, det = localize(cam, np.array([0.1, 0.9]), 1, 1400, 700, cfg)
     assert person and len(det) == 1
     x1, y1, x2, y2 = det.xyxy[0]
@@ -103,7 +103,7 @@ def _two_blobs(gap_value: float) -> np.ndarray:
 
 def test_two_blobs_give_two_boxes_one_per_peak() -> None:
     cam = _two_blobs(0.5)
-    cfg = PostConfig(threshold=0.2, box_resolution=448, min_area=0.0)
+    cfg = PostConfig(threshold=0.2, box_resolution=448, min_area=0.0, score_threshold=0.5)
     person, det = localize(cam, np.array([0.1, 0.9]), 1, 1280, 720, cfg)
     assert person and len(det) == 2
     left, right = sorted(det.xyxy.tolist())
@@ -117,7 +117,7 @@ def test_two_blobs_give_two_boxes_one_per_peak() -> None:
 
 def test_one_blob_stays_one_box_and_weak_peaks_do_not_split() -> None:
     cam = _two_blobs(0.5)
-    cfg = PostConfig(threshold=0.2, min_area=0.0)
+    cfg = PostConfig(threshold=0.2, min_area=0.0, score_threshold=0.5)
     one = np.exp(-((np.mgrid[0:16, 0:28][1] - 14) ** 2 / 8 + (np.mgrid[0:16, 0:28][0] - 8) ** 2 / 12))
     assert len(cam_peaks(one.astype(np.float32), 0.5)) == 1
     assert len(localize(one.astype(np.float32), np.array([0.1, 0.9]), 1, 448, 256, cfg)[1]) == 1
@@ -135,7 +135,7 @@ def test_split_by_peaks_labels_every_cell_from_the_nearest_basin() -> None:
 def test_box_scale_resizes_about_the_centre_and_clips() -> None:
     cam = np.zeros((16, 28), np.float32)
     cam[6:10, 12:16] = 1.0
-    base = PostConfig(threshold=0.5, box_resolution=448, split_peaks=False)
+    base = PostConfig(threshold=0.5, box_resolution=448, split_peaks=False, score_threshold=0.5)
     _, det = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, base)
     _, tall = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(base, box_scale=[1.0, 2.0]))
     (x1, y1, x2, y2), (tx1, ty1, tx2, ty2) = det.xyxy[0], tall.xyxy[0]

@@ -151,3 +151,60 @@ def test_input_long_side_from_metadata_and_config(bright: Path, tmp_path: Path) 
     cfg = PipelineConfig()
     cfg.model.input_long_side = 224
     assert [r.cam.shape for r in Pipeline(str(clip), str(bright), cfg).run()] == [(8, 14)] * 2
+
+
+def test_tune_decision_uses_only_the_empty_frames() -> None:
+    from gapstream.training.footage import Score, tune_decision
+
+    scores = [Score("a", "val", person_probs=[0.9, 0.7, 0.55, 0.0], empty_probs=[0.6, 0.0, 0.0, 0.0]),
+              Score("b", "val", empty_probs=[0.8, 0.0, 0.0, 0.0, 0.0])]
+    strict = tune_decision(scores, 0.1)  # 1 of 9 empty frames is already 11 %
+    assert strict["threshold"] == 0.805 and strict["frame_fp_rate"] == 0.0 and strict["mean_recall"] == 0.25
+    mid = tune_decision(scores, 0.12)
+    assert mid["threshold"] == 0.605 and mid["frame_fp_rate"] == pytest.approx(1 / 9)
+    assert mid["max_fp_rate"] == pytest.approx(0.2) and mid["frame_recall"] == 0.5
+    assert tune_decision(scores, 0.25)["threshold"] == 0.5  # the argmax's own threshold
+    with pytest.raises(ValueError, match="no empty"):
+        tune_decision([Score("c", "val", person_probs=[0.9])], 0.01)
+
+
+def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_path: Path) -> None:
+    """eval --tune-decision on the val split writes the threshold into the model's metadata; runs
+    then use it unless the config sets post.score_threshold; the eval split is refused."""
+    import shutil
+
+    from gapstream import Pipeline
+    from gapstream.config import load_config
+    from gapstream.meta import load_meta
+
+    model = tmp_path / "m" / bright.name
+    model.parent.mkdir()
+    shutil.copy(bright, model)
+    shutil.copy(bright.with_suffix(".json"), model.with_suffix(".json"))
+    root = tmp_path / "clips"
+    # Grey 138 gives this model a person probability between 0.5 and 1; 230 gives about 1.
+    make_video_frames(root / "people" / "walk.mp4", _frames([230] * 10 + [138] * 10), FPS)
+    make_video_frames(root / "noperson" / "yard.mp4", _frames([30] * 10 + [138] * 10), FPS)
+    clips = [{"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
+             for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]
+    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    before = [r.person_prob for r in Pipeline(str(root / "noperson" / "yard.mp4"), str(model),
+                                              load_config(None, {"output.stats_interval": 0})).run()]
+    assert 0.5 < max(before) < 0.99, max(before)  # the grey frames are flagged at the default 0.5
+    cmd = [sys.executable, "-m", "gapstream", "eval", "--clips", str(root), "--models", str(model)]
+    r = subprocess.run([*cmd, "--split", "val", "--tune-decision", "0", "--write-meta", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "out" / "footage.json").read_text())["models"][model.name]
+    t = load_meta(model).decision_threshold
+    assert t == rep["decision"]["threshold"] and max(before) < t < 0.999
+    decision = rep["decision"]
+    assert decision["frame_fp_rate"] == 0 and decision["frame_recall"] == pytest.approx(0.5, abs=0.06)
+    for overrides, flagged in (({}, 10), ({"post.score_threshold": 0.5}, 20)):
+        cfg = load_config(None, {"output.stats_interval": 0, **overrides})
+        got = sum(r.is_person for r in Pipeline(str(root / "people" / "walk.mp4"), str(model), cfg).run())
+        assert got == flagged, overrides
+    bad = subprocess.run([*cmd, "--split", "eval", "--tune-decision", "0.01"], capture_output=True, text=True,
+                         timeout=120)
+    last = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode != 0 and last.startswith("gapstream: error: --tune-decision")

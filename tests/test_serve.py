@@ -226,7 +226,7 @@ def test_jpegs_are_made_only_while_someone_looks() -> None:
     from gapstream.serve.live import CameraView
 
     view = CameraView("door", "file.mp4", stall_timeout=5.0, live_fps=10.0)
-    post = PostConfig(threshold=0.2)
+    post = PostConfig(threshold=0.2, score_threshold=0.5)
 
     def feed(n: int, start: int) -> None:
         for i in range(start, start + n):

@@ -99,7 +99,7 @@ def w_profile(spec: dict) -> dict:
 
     model = GapModel(spec["model"], spec.get("threads") or None)
     meta = model.meta
-    cfg = PostConfig(threshold=meta.cam_threshold)
+    cfg = PostConfig(threshold=meta.cam_threshold, score_threshold=meta.decision_threshold)
     batch = int(spec.get("batch", 8))
     limit = int(spec.get("frames", 0))
     times: dict[str, list[float]] = {k: [] for k in ("decode", "to_rgb", "resize", "infer_b1", "cam_boxes",

@@ -218,8 +218,13 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                         "the validation split (with the int8 model, else the first) and evaluate with them")
     p.add_argument("--box-scale", type=float, nargs=2, metavar=("FX", "FY"),
                    help="box width and height factors about the centre (default: the first model's own)")
+    p.add_argument("--tune-decision", type=float, metavar="MAX_FP",
+                   help="with --clips (split train or val, never eval): each model's decision threshold on "
+                        "the person probability, the smallest with at most this false-positive rate on the "
+                        "clips' empty frames (e.g. 0.01); --write-meta makes it the model's default")
     p.add_argument("--write-meta", action="store_true",
-                   help="store the measured metrics in the models' sidecar JSON files")
+                   help="store the measured metrics (or the tuned decision threshold) in the models' "
+                        "sidecar JSON files")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
 
@@ -250,10 +255,28 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     from .footage import evaluate_footage, render_markdown
 
     folders = _image_folders(args.images)
-    result = evaluate_footage(models, args.clips, args.split, folders, load_config(args.config))
+    tune = args.tune_decision
+    if tune is not None and (not args.clips or args.split not in ("train", "val")):
+        raise GapstreamError("--tune-decision needs --clips with --split val or train "
+                             "(a threshold is never tuned on the eval split)")
+    if tune is not None and not 0 <= tune < 1:
+        raise GapstreamError("--tune-decision takes a false-positive rate between 0 and 1, e.g. 0.01")
+    cfg = load_config(args.config)
+    try:
+        result = evaluate_footage(models, args.clips, args.split, folders, cfg, tune_fp=tune)
+    except ValueError as exc:
+        raise GapstreamError(str(exc)) from None
     table = render_markdown(result)
     print(table, end="")
     _write_report(args.out, "footage", table, result)
+    if tune is not None and args.write_meta:
+        from ..meta import load_meta, save_meta
+
+        for r in result["models"].values():
+            meta = load_meta(r["path"])
+            meta.decision_threshold = float(r["decision"]["threshold"])
+            save_meta(meta, r["path"])
+            print(f"{r['path']}: decision threshold {meta.decision_threshold} written to its metadata")
     return 0
 
 
@@ -271,6 +294,8 @@ def eval_main(args: argparse.Namespace) -> int:
     if not (args.data or args.clips or args.images):
         raise GapstreamError("nothing to evaluate on: pass --clips DIR, --images DIR=LABEL "
                              "or --data INRIA_ROOT")
+    if args.tune_decision is not None and args.data:
+        raise GapstreamError("--tune-decision works with --clips only")
     if args.clips or args.images:
         footage_main(args, [Path(m) for m in models])
         if not args.data:

@@ -36,7 +36,7 @@ def localisation_metrics(
 ) -> dict:
     """CorLoc and AP@0.5 of CAM boxes for images of original ``sizes (N, 2)`` (width, height),
     by the run-time rule (:func:`gapstream.cam.localize`) at box ``threshold`` and ``box_scale``."""
-    cfg = PostConfig(threshold=threshold, box_scale=list(box_scale))
+    cfg = PostConfig(threshold=threshold, box_scale=list(box_scale), score_threshold=0.5)
     cams = cam_batch(maps, kernel, np.argmax(probs, axis=1))
     dets = [localize(c, p, person_index, int(w), int(h), cfg)[1] for c, p, (w, h) in zip(cams, probs, sizes)]
     return {

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ..config import PipelineConfig
 from ..credentials import redact_text
@@ -33,6 +35,9 @@ class Score:
     hits: int = 0  # person frames the model flags
     false_positives: int = 0  # empty frames the model flags
     seconds: float = 0.0
+    # Person probabilities of the labelled frames, for choosing a decision threshold (not in the JSON).
+    person_probs: list[float] = field(default_factory=list, repr=False)
+    empty_probs: list[float] = field(default_factory=list, repr=False)
 
     @property
     def recall(self) -> float | None:
@@ -43,7 +48,8 @@ class Score:
         return self.false_positives / self.empty_frames if self.empty_frames else None
 
     def to_json(self) -> dict:
-        return {**asdict(self), "recall": self.recall, "fp_rate": self.fp_rate}
+        d = {k: v for k, v in asdict(self).items() if k not in ("person_probs", "empty_probs")}
+        return {**d, "recall": self.recall, "fp_rate": self.fp_rate}
 
 
 def _score(uri: str, name: str, split: str, label_at: object, model: Path, config: PipelineConfig) -> Score:
@@ -59,11 +65,19 @@ def _score(uri: str, name: str, split: str, label_at: object, model: Path, confi
         if label:
             score.person_frames += 1
             score.hits += bool(result.is_person)
+            score.person_probs.append(_decisive(result))
         else:
             score.empty_frames += 1
             score.false_positives += bool(result.is_person)
+            score.empty_probs.append(_decisive(result))
     score.seconds = round(time.monotonic() - t0, 2)
     return score
+
+
+def _decisive(result: object) -> float:
+    """The person probability, or 0 when another class wins (the decision also needs the argmax)."""
+    prob = float(result.person_prob)  # type: ignore[attr-defined]
+    return prob if prob >= float(np.max(result.probs)) else 0.0  # type: ignore[attr-defined]
 
 
 def score_clip(clip: Clip, model: Path, config: PipelineConfig, margin: float = 0.0) -> Score:
@@ -96,26 +110,59 @@ def summary(scores: list[Score]) -> dict:
     }
 
 
+#: Decision thresholds tried by :func:`tune_decision`: the argmax already needs 0.5.
+DECISION_GRID = tuple(round(0.5 + 0.005 * i, 3) for i in range(100)) + (0.999,)
+
+
+def tune_decision(scores: list[Score], max_fp: float) -> dict:
+    """The smallest decision threshold whose pooled false-positive rate over the empty frames of
+    ``scores`` is at most ``max_fp``, with the recall it leaves on their person frames.
+
+    Only empty frames choose it; the person frames are scored after, so that the recall reported
+    is not tuned on."""
+    empty = np.array([p for s in scores for p in s.empty_probs])
+    if not len(empty):
+        raise ValueError("no empty (person-free) frames to tune a decision threshold on")
+    t = next((t for t in DECISION_GRID if (empty >= t).mean() <= max_fp), DECISION_GRID[-1])
+    recalls = [float((np.array(s.person_probs) >= t).mean()) for s in scores if s.person_probs]
+    person = np.array([p for s in scores for p in s.person_probs])
+    fps = [float((np.array(s.empty_probs) >= t).mean()) for s in scores if s.empty_probs]
+    return {"threshold": t, "max_fp": max_fp, "frame_fp_rate": float((empty >= t).mean()),
+            "max_fp_rate": max(fps), "mean_recall": sum(recalls) / len(recalls) if recalls else None,
+            "frame_recall": float((person >= t).mean()) if len(person) else None}
+
+
+def model_labels(models: list[Path]) -> list[str]:
+    """Report keys: each model's file name, or its path where two models share a name."""
+    names = [m.name for m in models]
+    return [str(m) if names.count(m.name) > 1 else m.name for m in models]
+
+
 def evaluate_footage(models: list[Path], clips_root: str | Path | None = None, split: str = "eval",
                      images: list[tuple[Path, bool]] | None = None, config: PipelineConfig | None = None,
-                     margin: float = 0.0) -> dict:
-    """Scores of each model on the clips of ``split`` and on labelled image folders."""
+                     margin: float = 0.0, tune_fp: float | None = None) -> dict:
+    """Scores of each model on the clips of ``split`` and on labelled image folders; with
+    ``tune_fp``, also each model's decision threshold for that false-positive rate on the
+    clips' empty frames (:func:`tune_decision`)."""
     cfg = config or PipelineConfig()
     clips = load_clips(clips_root, split) if clips_root else []
     report: dict = {"split": split if clips_root else None, "clips_root": str(clips_root or ""),
                     "margin_s": margin, "models": {}}
-    for model in models:
+    for model, label in zip(models, model_labels(models)):
         scores = []
         for clip in clips:
             scores.append(score_clip(clip, model, cfg, margin))
             log.info("%s %s: recall %s, false positives %s", model.name, clip.name,
                      _pct(scores[-1].recall), _pct(scores[-1].fp_rate))
         folder_scores = [score_images(folder, person, model, cfg) for folder, person in images or []]
-        report["models"][model.name] = {
+        report["models"][label] = {
+            "path": str(model),
             "clips": [s.to_json() for s in scores],
             "clips_summary": summary(scores),
             "images": [s.to_json() for s in folder_scores],
         }
+        if tune_fp is not None:
+            report["models"][label]["decision"] = tune_decision(scores, tune_fp)
     return report
 
 
@@ -139,5 +186,11 @@ def render_markdown(report: dict) -> str:
                       f"(worst clip {_pct(sm['min_recall'])}, all person frames {_pct(sm['frame_recall'])}); "
                       "false positives: worst clip "
                       f"{_pct(sm['max_fp_rate'])}, all empty frames {_pct(sm['frame_fp_rate'])}."]
+        d = r.get("decision")
+        if d:
+            lines += ["", f"Decision threshold for at most {_pct(d['max_fp'])} false positives on these "
+                      f"empty frames: {d['threshold']} (false positives {_pct(d['frame_fp_rate'])}, "
+                      f"worst clip {_pct(d['max_fp_rate'])}); then mean recall {_pct(d['mean_recall'])}, "
+                      f"all person frames {_pct(d['frame_recall'])}."]
         lines.append("")
     return redact_text("\n".join(lines))
