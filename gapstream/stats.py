@@ -49,7 +49,7 @@ class StatsReport:
     dropped: int = 0
     reconnects: int = 0
     restarts: int = 0  # watchdog restarts of a live run's stages
-    batches: int = 0
+    batches: int = 0  # interpreter calls: a batch whose frames need two input sizes counts twice
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)
