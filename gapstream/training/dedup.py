@@ -1,9 +1,10 @@
 """Near-duplicate guard: is any collected video a copy of an eval clip (re-encoded, resized, cut)?
 
 Collected footage must never leak the eval split into training. Each video becomes a few small
-normalised grey thumbnails (one a second, five for the collected one); two videos are near-duplicates when some pair of their
-thumbnails is almost perfectly correlated. Scaling, re-encoding, trimming and brightness or
-contrast changes keep that correlation near 1; different scenes stay well below it.
+normalised grey thumbnails (one a second; five a second for the collected ones); two videos are
+near-duplicates when some pair of their thumbnails is almost perfectly correlated. Scaling,
+re-encoding, trimming and brightness or contrast changes keep that correlation near 1;
+different scenes stay well below it.
 
     python -m gapstream.training.dedup data/footage_extra --against ../shared/data/clips
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import PipelineConfig
 from ..credentials import redact_text
+from ..results import Result
 from .clips import Clip, load_clips
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,9 @@ def _score(uri: str, name: str, split: str, label_at: object, model: Path, confi
     return score
 
 
-def _decisive(result: object) -> float:
+def _decisive(result: Result) -> float:
     """The person probability, or 0 when another class wins (the decision also needs the argmax)."""
-    prob = float(result.person_prob)  # type: ignore[attr-defined]
-    return prob if prob >= float(np.max(result.probs)) else 0.0  # type: ignore[attr-defined]
+    return result.person_prob if result.person_prob >= float(np.max(result.probs)) else 0.0
 
 
 def score_clip(clip: Clip, model: Path, config: PipelineConfig, margin: float = 0.0) -> Score:

@@ -75,12 +75,13 @@ def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> n
     from .fcn import scene_head
 
     teacher = load_keras(path)
-    own = teacher.get_layer("stem").get_weights()
-    theirs = stem.get_layer("stem").get_weights()
-    if len(own) != len(theirs) or not all(np.array_equal(a, b) for a, b in zip(own, theirs)):
+    theirs = teacher.get_layer("stem").get_weights()
+    ours = stem.get_layer("stem").get_weights()
+    if len(theirs) != len(ours) or not all(np.array_equal(a, b) for a, b in zip(theirs, ours)):
         raise GapstreamError(f"--distill {path}: its frozen stem differs from this model's, so it cannot "
                              "teach from these features")
     head = scene_head(teacher)
+    # In slices: the float16 features of a whole training set would double in size as float32.
     return np.concatenate([head.predict(feats[i : i + batch].astype(np.float32), verbose=0)
                            for i in range(0, len(feats), batch)]).astype(np.float32)
 
