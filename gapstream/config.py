@@ -52,7 +52,7 @@ def _polygon_ok(points: list[list[float]]) -> bool:
     return len(points) >= 3 and all(len(p) == 2 and all(0 <= v <= 1 for v in p) for p in points)
 
 
-_POLYGON_WHY = "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)"
+POLYGON = Rule(_polygon_ok, "must have at least 3 [x, y] points with 0 <= x, y <= 1 (fractions of the frame)")
 NAME = matches(r"[A-Za-z0-9_-]+", "must be letters, digits, _ or - (it names MQTT topics and metrics)")
 TCP_PORT = between(0, 65536, strict=True, why="must be a TCP port")
 
@@ -67,7 +67,7 @@ class ZoneConfig:
     """A named polygon in fractions of the frame: ``points: [[x, y], ...]`` with 0 <= x, y <= 1."""
 
     name: str = checked("", NAME)
-    points: list[list[float]] = checked(rule=Rule(_polygon_ok, _POLYGON_WHY), default_factory=list)
+    points: list[list[float]] = checked(rule=POLYGON, default_factory=list)
 
 
 @dataclass
@@ -77,14 +77,15 @@ class SourceConfig:
     uri: str = ""
     name: str = checked("camera", NAME)  # shown in events, MQTT topics, metrics and the live view
     zones: list[ZoneConfig] = field(default_factory=list)  # named areas scored by CAM mass
-    masks: list[list[list[float]]] = checked(rule=Rule(_polygon_ok, _POLYGON_WHY, each=True),
-                                             default_factory=list)  # polygons removed from the CAM
+    # Polygons removed from the CAM.
+    masks: list[list[list[float]]] = checked(rule=dataclasses.replace(POLYGON, each=True),
+                                             default_factory=list)
     live: bool | None = None  # None: decided by the kind of source (RTSP and webcams are live)
     rtsp_transport: str = checked("tcp", one_of("tcp", "udp", why="must be tcp or udp"))
-    # Seconds to connect or to wait for a packet before calling a stream dead
+    # Seconds to connect, or to wait for a packet, before calling a stream dead.
     open_timeout: float = checked(10.0, at_least(0, strict=True))
     connect_attempts: int = checked(3, at_least(1))  # tries before giving up on a source that never worked
-    # Consecutive tries after a working stream drops; 0 = forever
+    # Consecutive tries after a working stream drops; 0 = forever.
     reconnect_attempts: int = checked(0, at_least(0))
     backoff_initial: float = checked(0.5, at_least(0, strict=True))
     backoff_max: float = checked(10.0, at_least(0, strict=True))
@@ -92,7 +93,7 @@ class SourceConfig:
     # Live frames larger than this are scaled down to fit the ring slots.
     max_width: int = checked(1920, at_least(16))
     max_height: int = checked(1080, at_least(16))
-    # Keep at most this many frames per second of source time; 0: all
+    # Keep at most this many frames per second of source time; 0: all.
     max_fps: float = checked(0.0, at_least(0, note=" (0: no limit)"))
     stride: int = checked(1, at_least(1))  # keep every Nth decoded frame (before max_fps)
     # Video files: convert each frame straight to the model's input size (result frames are then
@@ -113,7 +114,7 @@ class ModelConfig:
 @dataclass
 class InferConfig:
     batch_size: int = checked(4, at_least(1))
-    # longest wait for a batch to fill once its first frame is in
+    # Longest wait for a batch to fill once its first frame is in.
     batch_timeout_ms: float = checked(10.0, at_least(0))
 
 
@@ -125,16 +126,16 @@ class PostConfig:
     # Person probability at or above which a frame is a person frame and gets boxes; None: the
     # model's own (its metadata's decision_threshold, 0.5 unless tuned on held-out negatives).
     score_threshold: float | None = checked(None, between(0, 1))
-    # smallest box as a fraction of the frame area
+    # Smallest box as a fraction of the frame area.
     min_area: float = checked(0.005, Rule(lambda v: 0 <= v < 1, "must be between 0 and 1"))
-    # longer side of the CAM used for boxes; boxes are scaled to the frame
+    # Longer side of the CAM used for boxes; boxes are scaled to the frame.
     box_resolution: int = checked(448, at_least(16))
     blend_alpha: float = checked(0.4, between(0, 1))
     # Box width/height factors about the box centre; None: the model's own (its metadata).
     box_scale: list[float] | None = checked(None, Rule(lambda v: len(v) == 2 and all(0 < f <= 10 for f in v),
                                                         "must be null or two factors in (0, 10]"))
     split_peaks: bool = True  # one box per CAM peak, so that a group of persons gets a box each
-    # a peak counts when it reaches this fraction of the CAM maximum
+    # A peak counts when it reaches this fraction of the CAM maximum.
     peak_floor: float = checked(0.5, between(0, 1))
     cubic: bool = False  # cubic instead of bilinear CAM upsampling (the reference used cubic)
 
@@ -164,16 +165,15 @@ class EventsConfig:
 
     json: str | None = None  # JSON Lines file, one line per finished event
     snapshots: str | None = None  # folder for <camera>-<id>.jpg and <camera>-<id>-cam.jpg
-    # an event starts after min_frames frames at or above this
+    # An event starts after min_frames frames at or above this...
     on_threshold: float = checked(0.6, between(0, 1))
     off_threshold: float = checked(0.4, between(0, 1))  # ... and ends once below this for hold_time seconds
     min_frames: int = checked(3, at_least(1))
     hold_time: float = checked(2.0, at_least(0))
     zones: list[str] = field(default_factory=list)  # only these zones' scores count; [] = whole frame
     clips: str | None = None  # folder for <camera>-<id>.mp4 clips remuxed from live streams
-    # seconds of video before the event start in its clip
+    # Seconds of video before the event start in its clip, and after its end.
     pre_roll: float = checked(5.0, between(0, 60, why="must be between 0 and 60 seconds"))
-    # seconds after its end
     post_roll: float = checked(2.0, between(0, 60, why="must be between 0 and 60 seconds"))
 
 
@@ -202,18 +202,17 @@ class HttpConfig:
     """Live view, /metrics and /healthz (gapstream/serve/); off while ``port`` is null."""
 
     host: str = "127.0.0.1"
-    # 0: any free port (logged)
+    # None: no server; 0: any free port (logged).
     port: int | None = checked(None, Rule(lambda v: 0 <= v < 65536, "must be a TCP port or null"))
     token: str | None = None  # only as ${VAR}; required when host is not a loopback address
     token_file: str | None = None
     tls_cert: str | None = None  # PEM files: serve HTTPS
     tls_key: str | None = None
-    # annotated JPEGs per second and camera for the live view
+    # Annotated JPEGs per second and camera for the live view.
     live_fps: float = checked(5.0, at_least(0, strict=True))
     jpeg_quality: int = checked(80, between(1, 100))
-    # /healthz fails after this many seconds without a frame;
+    # /healthz fails after this many seconds without a frame; None: source.open_timeout.
     stall_timeout: float | None = checked(None, at_least(0, strict=True))
-    # None: source.open_timeout
 
 
 @dataclass
