@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -124,12 +124,13 @@ def tune_decision(scores: list[Score], max_fp: float) -> dict:
     if not len(empty):
         raise ValueError("no empty (person-free) frames to tune a decision threshold on")
     t = next((t for t in DECISION_GRID if (empty >= t).mean() <= max_fp), DECISION_GRID[-1])
-    recalls = [float((np.array(s.person_probs) >= t).mean()) for s in scores if s.person_probs]
-    person = np.array([p for s in scores for p in s.person_probs])
-    fps = [float((np.array(s.empty_probs) >= t).mean()) for s in scores if s.empty_probs]
-    return {"threshold": t, "max_fp": max_fp, "frame_fp_rate": float((empty >= t).mean()),
-            "max_fp_rate": max(fps), "mean_recall": sum(recalls) / len(recalls) if recalls else None,
-            "frame_recall": float((person >= t).mean()) if len(person) else None}
+    # The same counts as the run's, as if it had run at threshold t: summary() does the rest.
+    at_t = [replace(s, person_frames=len(s.person_probs), empty_frames=len(s.empty_probs),
+                    hits=sum(p >= t for p in s.person_probs),
+                    false_positives=sum(p >= t for p in s.empty_probs)) for s in scores]
+    sm = summary(at_t)
+    return {"threshold": t, "max_fp": max_fp,
+            **{k: sm[k] for k in ("frame_fp_rate", "max_fp_rate", "mean_recall", "frame_recall")}}
 
 
 def model_labels(models: list[Path]) -> list[str]:
