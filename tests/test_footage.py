@@ -112,6 +112,26 @@ def test_eval_cli_writes_footage_report(bright: Path, tmp_path: Path) -> None:
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("gapstream: error:")
 
 
+def test_eval_scores_several_clip_folders_as_one_set(bright: Path, tmp_path: Path) -> None:
+    """--clips is repeatable: the clips of every folder are scored, summarised and tuned together."""
+    make_labelled_clips(tmp_path / "a")
+    make_video_frames(tmp_path / "b" / "noperson" / "sky.mp4", _frames([220] * 5 + [30] * 15), FPS)
+    (tmp_path / "b" / "labels.json").write_text(json.dumps({"clips": [
+        {"file": "noperson/sky.mp4", "split": "train",
+         "segments": [{"start": 0.0, "end": 2.0, "person": False}]}]}))
+    r = subprocess.run([sys.executable, "-m", "gapstream", "eval", "--clips", str(tmp_path / "a"), "--clips",
+                        str(tmp_path / "b"), "--split", "train", "--models", str(bright), "--tune-decision",
+                        "0.3", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "out" / "footage.json").read_text())
+    m = rep["models"][bright.name]
+    assert [c["name"] for c in m["clips"]] == ["people/train_only.mp4", "noperson/sky.mp4"]
+    assert rep["clips_root"] == f"{tmp_path / 'a'}, {tmp_path / 'b'}"
+    assert m["clips_summary"]["mean_recall"] == 1.0 and m["clips_summary"]["max_fp_rate"] == 0.25
+    # The threshold comes from the second folder's empty frames: 5 of 20 flagged is within 30 %.
+    assert m["decision"]["threshold"] == 0.5 and m["decision"]["frame_fp_rate"] == 0.25
+
+
 @pytest.mark.parametrize(("frame_hw", "input_hw"), [((180, 320), (64, 112)), ((320, 180), (112, 64)),
                                                       ((240, 240), (112, 112))])
 def test_keep_aspect_input_size_and_maps(bright: Path, tmp_path: Path, frame_hw: tuple,

@@ -65,3 +65,12 @@ def test_footage_val_sources_are_validation_only(tmp_path: Path) -> None:
     assert np.all(np.abs(val.x.reshape(len(val.y), -1).mean(1) - 120) < 20)
     assert not np.any(np.abs(train.x.reshape(len(train.y), -1).mean(1) - 120) < 10)
     assert set(train.y.tolist()) == {0, 1} and set(val.y.tolist()) == {1}
+    # Several footage folders: each one's val sources stay validation.
+    other = tmp_path / "more"
+    make_video_frames(other / "noperson" / "sky__d.mp4", [np.full((90, 160, 3), 250, np.uint8)] * 20, 10)
+    (other / "labels.json").write_text(json.dumps({"clips": [
+        {"file": "noperson/sky__d.mp4", "split": "val",
+         "segments": [{"start": 0, "end": 2.0, "person": False}]}]}))
+    train2, val2 = build_scene_set(None, None, None, None, footage=[root, other])
+    assert len(train2.y) == len(train.y) and len(val2.y) > len(val.y)
+    assert set(val2.y.tolist()) == {0, 1}

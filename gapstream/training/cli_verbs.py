@@ -45,9 +45,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     scenes.add_argument("--crops", metavar="DIR",
                         help="INRIA 96x160 person crops pasted into --inria-neg scenes")
     scenes.add_argument("--external", metavar="DIR", help="real photos in pos/<source>/ and neg/<source>/")
-    scenes.add_argument("--footage", metavar="DIR",
-                        help="teacher-labelled real videos (labels.json from gapstream.training.teacher); "
-                             "its val sources are validation only")
+    scenes.add_argument("--footage", metavar="DIR", action="append", default=[],
+                        help="labelled real videos (labels.json, by eye or from gapstream.training.teacher); "
+                             "their val sources are validation only (repeatable)")
     scenes.add_argument("--composites-per-scene", type=int, default=2, metavar="N",
                         help="composites (with and without persons) made from each --inria-neg scene")
     scenes.add_argument("--stride", type=int, default=16, choices=[16, 32],
@@ -195,10 +195,11 @@ def export_main(args: argparse.Namespace) -> int:
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="INRIA_ROOT", help="INRIA Person root (uses Test/)")
-    p.add_argument("--clips", metavar="DIR",
+    p.add_argument("--clips", metavar="DIR", action="append", default=[],
                    help="real clips with per-second person labels (a folder with labels.json): "
                         "frame recall on person seconds and false positives on empty seconds, run "
-                        "through the same pipeline as 'gapstream run'")
+                        "through the same pipeline as 'gapstream run' (repeatable: the folders are "
+                        "scored, and a decision threshold tuned, as one set)")
     p.add_argument("--split", default="eval", choices=["eval", "train", "val", "all"],
                    help="which clips of --clips (default: eval)")
     p.add_argument("--images", action="append", default=[], metavar="DIR=person|no_person",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -139,15 +140,17 @@ def model_labels(models: list[Path]) -> list[str]:
     return [str(m) if names.count(m.name) > 1 else m.name for m in models]
 
 
-def evaluate_footage(models: list[Path], clips_root: str | Path | None = None, split: str = "eval",
-                     images: list[tuple[Path, bool]] | None = None, config: PipelineConfig | None = None,
-                     margin: float = 0.0, tune_fp: float | None = None) -> dict:
-    """Scores of each model on the clips of ``split`` and on labelled image folders; with
-    ``tune_fp``, also each model's decision threshold for that false-positive rate on the
-    clips' empty frames (:func:`tune_decision`)."""
+def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str | Path] | None = None,
+                     split: str = "eval", images: list[tuple[Path, bool]] | None = None,
+                     config: PipelineConfig | None = None, margin: float = 0.0,
+                     tune_fp: float | None = None) -> dict:
+    """Scores of each model on the clips of ``split`` of one labelled folder or several, and on
+    labelled image folders; with ``tune_fp``, also each model's decision threshold for that
+    false-positive rate on all the clips' empty frames (:func:`tune_decision`)."""
     cfg = config or PipelineConfig()
-    clips = load_clips(clips_root, split) if clips_root else []
-    report: dict = {"split": split if clips_root else None, "clips_root": str(clips_root or ""),
+    roots = [clips_root] if isinstance(clips_root, (str, Path)) else list(clips_root or [])
+    clips = [clip for root in roots for clip in load_clips(root, split)]
+    report: dict = {"split": split if roots else None, "clips_root": ", ".join(map(str, roots)),
                     "margin_s": margin, "models": {}}
     for model, label in zip(models, model_labels(models)):
         scores = []

@@ -18,7 +18,7 @@ applied to training images, never to validation images.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,8 +225,9 @@ SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
 def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crops: str | Path | None,
                     external: str | Path | None, seed: int = 0, every_s: float = 0.12,
                     composites_per_scene: int = 2, scale_mix: bool = False,
-                    footage: str | Path | None = None) -> tuple[SceneSet, SceneSet]:
-    """``(train, val)`` from every source given (None skips a source).
+                    footage: str | Path | Sequence[str | Path] | None = None) -> tuple[SceneSet, SceneSet]:
+    """``(train, val)`` from every source given (None skips a source); ``footage`` may be one
+    labelled video folder or several.
 
     ``scale_mix``: each composite draws its persons' heights from one of :data:`SCALE_REGIMES`
     (else all from the surveillance range), so close persons cut by the frame and tiny ones are
@@ -245,8 +246,8 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
     if clips:
         for img, label, tag in _clip_images(Path(clips), rng, every_s):
             add(img, label, tag)
-    if footage:
-        for img, label, tag in _footage_images(Path(footage), rng):
+    for root in [footage] if isinstance(footage, (str, Path)) else footage or []:
+        for img, label, tag in _footage_images(Path(root), rng):
             add(img, label, tag)
     if inria_neg and crops:
         scenes = [s for s in (read_rgb(p) for p in image_files(inria_neg)) if s is not None]
