@@ -19,7 +19,7 @@ from gapstream import Pipeline
 from gapstream.config import PipelineConfig
 from gapstream.meta import load_meta
 from gapstream.training.clips import load_clips
-from gapstream.training.footage import evaluate_footage, render_markdown
+from gapstream.training.footage import evaluate_footage, render_markdown, summary
 
 from .helpers import brightness_model, make_video_frames
 
@@ -184,6 +184,13 @@ def test_tune_decision_uses_only_the_empty_frames() -> None:
     assert mid["threshold"] == 0.605 and mid["frame_fp_rate"] == pytest.approx(1 / 9)
     assert mid["max_fp_rate"] == pytest.approx(0.2) and mid["frame_recall"] == 0.5
     assert tune_decision(scores, 0.25)["threshold"] == 0.5  # the argmax's own threshold
+    assert strict["reached"] and mid["reached"]
+    # Confidently wrong: no threshold of the grid brings 1 of 2 empty frames (p = 1.0) under 10 %.
+    stuck = tune_decision([Score("d", "val", person_probs=[0.9], empty_probs=[1.0, 0.0])], 0.1)
+    assert not stuck["reached"] and stuck["threshold"] == 0.999 and stuck["frame_fp_rate"] == 0.5
+    assert "No decision threshold reaches" in render_markdown(
+        {"clips_root": "x", "split": "val", "models": {"m": {"clips": [], "images": [], "decision": stuck,
+                                                             "clips_summary": summary([])}}})
     with pytest.raises(ValueError, match="no empty"):
         tune_decision([Score("c", "val", person_probs=[0.9])], 0.01)
 
@@ -228,3 +235,11 @@ def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_p
                          timeout=120)
     last = bad.stderr.strip().splitlines()[-1]
     assert bad.returncode != 0 and last.startswith("gapstream: error: --tune-decision")
+    # Frames of about 1.0 labelled empty: no threshold gets there, and the metadata is left alone.
+    clips[0]["segments"][0]["person"] = False
+    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    stuck = subprocess.run([*cmd, "--split", "val", "--tune-decision", "0", "--write-meta"],
+                           capture_output=True, text=True, timeout=120)
+    assert stuck.returncode == 0, stuck.stderr
+    assert "No decision threshold reaches" in stuck.stdout and "metadata is left as it was" in stuck.stdout
+    assert load_meta(model).decision_threshold == t

@@ -274,6 +274,11 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
         from ..meta import load_meta, save_meta
 
         for r in result["models"].values():
+            if not r["decision"]["reached"]:
+                # Writing the grid's top would pass for a tuned model; the operator decides instead.
+                print(f"{r['path']}: no threshold reaches {args.tune_decision:g} false positives; "
+                      "its metadata is left as it was")
+                continue
             meta = load_meta(r["path"])
             meta.decision_threshold = float(r["decision"]["threshold"])
             save_meta(meta, r["path"])

@@ -120,17 +120,20 @@ def tune_decision(scores: list[Score], max_fp: float) -> dict:
     ``scores`` is at most ``max_fp``, with the recall it leaves on their person frames.
 
     Only empty frames choose it; the person frames are scored after, so that the recall reported
-    is not tuned on."""
+    is not tuned on. When no threshold of the grid gets there, the highest is returned with
+    ``reached`` false: the model is confidently wrong on more than ``max_fp`` of the empty frames."""
     empty = np.array([p for s in scores for p in s.empty_probs])
     if not len(empty):
         raise ValueError("no empty (person-free) frames to tune a decision threshold on")
-    t = next((t for t in DECISION_GRID if (empty >= t).mean() <= max_fp), DECISION_GRID[-1])
+    t = next((t for t in DECISION_GRID if (empty >= t).mean() <= max_fp), None)
+    reached = t is not None
+    t = DECISION_GRID[-1] if t is None else t
     # The same counts as the run's, as if it had run at threshold t: summary() does the rest.
     at_t = [replace(s, person_frames=len(s.person_probs), empty_frames=len(s.empty_probs),
                     hits=sum(p >= t for p in s.person_probs),
                     false_positives=sum(p >= t for p in s.empty_probs)) for s in scores]
     sm = summary(at_t)
-    return {"threshold": t, "max_fp": max_fp,
+    return {"threshold": t, "max_fp": max_fp, "reached": reached,
             **{k: sm[k] for k in ("frame_fp_rate", "max_fp_rate", "mean_recall", "frame_recall")}}
 
 
@@ -192,8 +195,11 @@ def render_markdown(report: dict) -> str:
                       f"{_pct(sm['max_fp_rate'])}, all empty frames {_pct(sm['frame_fp_rate'])}."]
         d = r.get("decision")
         if d:
-            lines += ["", f"Decision threshold for at most {_pct(d['max_fp'])} false positives on these "
-                      f"empty frames: {d['threshold']} (false positives {_pct(d['frame_fp_rate'])}, "
+            lead = (f"Decision threshold for at most {_pct(d['max_fp'])} false positives on these empty "
+                    f"frames: {d['threshold']}" if d["reached"] else
+                    f"**No decision threshold reaches at most {_pct(d['max_fp'])} false positives on these "
+                    f"empty frames**; the highest tried: {d['threshold']}")
+            lines += ["", f"{lead} (false positives {_pct(d['frame_fp_rate'])}, "
                       f"worst clip {_pct(d['max_fp_rate'])}); then mean recall {_pct(d['mean_recall'])}, "
                       f"all person frames {_pct(d['frame_recall'])}."]
         lines.append("")
