@@ -9,7 +9,7 @@ exactly what GAP training needs, and what evaluation compares the run-time decis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,11 @@ class Clip:
                         return None
                 return s.person
         return None
+
+
+def folders(roots: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """One labelled folder or several (a repeatable option), as a list; None is none."""
+    return [Path(roots)] if isinstance(roots, (str, Path)) else [Path(r) for r in roots or []]
 
 
 def load_clips(root: str | Path, split: str = "all") -> list[Clip]:

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import PipelineConfig
 from ..credentials import redact_text
 from ..results import Result
-from .clips import Clip, load_clips
+from .clips import Clip, folders, load_clips
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str |
     labelled image folders; with ``tune_fp``, also each model's decision threshold for that
     false-positive rate on all the clips' empty frames (:func:`tune_decision`)."""
     cfg = config or PipelineConfig()
-    roots = [clips_root] if isinstance(clips_root, (str, Path)) else list(clips_root or [])
+    roots = folders(clips_root)
     clips = [clip for root in roots for clip in load_clips(root, split)]
     report: dict = {"split": split if roots else None, "clips_root": ", ".join(map(str, roots)),
                     "margin_s": margin, "models": {}}

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..media import IMAGE_EXTS
-from .clips import load_clips, sample_frames
+from .clips import folders, load_clips, sample_frames
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +246,8 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
     if clips:
         for img, label, tag in _clip_images(Path(clips), rng, every_s):
             add(img, label, tag)
-    for root in [footage] if isinstance(footage, (str, Path)) else footage or []:
-        for img, label, tag in _footage_images(Path(root), rng):
+    for root in folders(footage):
+        for img, label, tag in _footage_images(root, rng):
             add(img, label, tag)
     if inria_neg and crops:
         scenes = [s for s in (read_rgb(p) for p in image_files(inria_neg)) if s is not None]
