@@ -276,7 +276,7 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
         for r in result["models"].values():
             if not r["decision"]["reached"]:
                 # Writing the grid's top would pass for a tuned model; the operator decides instead.
-                print(f"{r['path']}: no threshold reaches {args.tune_decision:g} false positives; "
+                print(f"{r['path']}: no threshold reaches {tune:g} false positives; "
                       "its metadata is left as it was")
                 continue
             meta = load_meta(r["path"])
