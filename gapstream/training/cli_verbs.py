@@ -56,6 +56,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         help="how the score map becomes the decision (default gap)")
     scenes.add_argument("--topk", type=float, default=0.05, help="share of cells top-k pooling averages")
     scenes.add_argument("--flip", action="store_true", help="also train on mirrored images")
+    scenes.add_argument("--erase-twins", metavar="TEACHER_TFLITE",
+                        help="add person-erased twins of the real person images, boxed by this offline "
+                             "YOLOv8 TFLite detector (a training-data tool, never shipped)")
     scenes.add_argument("--scale-mix", action="store_true",
                         help="composites also with close persons cut by the frame and tiny far ones")
     scenes.add_argument("--distill", metavar="KERAS",
@@ -97,9 +100,21 @@ def train_scenes_main(args: argparse.Namespace) -> int:
 
     if args.distill and not Path(args.distill).is_file():
         raise GapstreamError(f"--distill {args.distill}: no such model")
+    boxer = None
+    if args.erase_twins:
+        if not Path(args.erase_twins).is_file():
+            raise GapstreamError(f"--erase-twins {args.erase_twins}: no such model")
+        from .inria import default_cache_dir
+        from .teacher import YoloTeacher
+        from .twins import CachedBoxer
+
+        boxer = CachedBoxer(YoloTeacher(args.erase_twins).person_boxes,
+                            Path(args.cache_dir or default_cache_dir()) / "twin-boxes.json")
     train, val = build_scene_set(args.clips, args.inria_neg, args.crops, args.external, args.seed,
                                  composites_per_scene=args.composites_per_scene, scale_mix=args.scale_mix,
-                                 footage=args.footage)
+                                 footage=args.footage, boxer=boxer)
+    if boxer is not None:
+        boxer.save()
     backbone = "mobilenetv2" if args.backbone == "mobilenetv2" else "mobilenet"
     cfg = SceneTrainConfig(weights=args.weights, out=args.out, alpha=args.alpha, backbone=backbone,
                            stride=args.stride,

@@ -9,7 +9,9 @@ Sources (each image gets an image-level label, which is all GAP training needs):
   1-4 per scene, lower in the frame when larger, partly occluded, toned towards the local
   background with a person-shaped soft mask; every background appears once with persons
   and once with same-shaped patches of other scenes, so the blending itself is no cue;
-* folders of real photos: ``external/pos/<source>/`` and ``external/neg/<source>/``.
+* folders of real photos: ``external/pos/<source>/`` and ``external/neg/<source>/``;
+* optionally, person-erased twins of the real person images (:mod:`.twins`): the same scene
+  without its persons, as a negative.
 
 Camera-like degradations (blur, grayscale/IR, low light, sensor noise, JPEG artefacts) are
 applied to training images, never to validation images.
@@ -27,6 +29,7 @@ import numpy as np
 
 from ..media import IMAGE_EXTS
 from .clips import folders, load_clips, sample_frames
+from .twins import Boxer, TwinRule, make_twins
 
 log = logging.getLogger(__name__)
 
@@ -225,27 +228,44 @@ SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
 def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crops: str | Path | None,
                     external: str | Path | None, seed: int = 0, every_s: float = 0.12,
                     composites_per_scene: int = 2, scale_mix: bool = False,
-                    footage: str | Path | Sequence[str | Path] | None = None) -> tuple[SceneSet, SceneSet]:
+                    footage: str | Path | Sequence[str | Path] | None = None, boxer: Boxer | None = None,
+                    twin_rule: TwinRule | None = None) -> tuple[SceneSet, SceneSet]:
     """``(train, val)`` from every source given (None skips a source); ``footage`` may be one
     labelled video folder or several.
+
+    ``boxer``: person boxes of an image (the teacher's). With it every real training image with
+    persons (clip frames, external photos) that :func:`.twins.make_twins` can cover becomes a
+    twin pair: the person twin replaces it, and the person-free twin is added as ``erased``.
 
     ``scale_mix``: each composite draws its persons' heights from one of :data:`SCALE_REGIMES`
     (else all from the surveillance range), so close persons cut by the frame and tiny ones are
     trained on too; the number of images stays the same.
     """
     rng = np.random.default_rng(seed)
+    # twins draw from a stream of their own, so every other image is the same with or without them
+    twin_rng = np.random.default_rng([seed, 1])
     x: list[np.ndarray] = []
     y: list[int] = []
     tags: list[str] = []
 
-    def add(img: np.ndarray, label: int, tag: str) -> None:
-        x.append(degrade(img, rng) if tag.startswith("train") else img)
+    def add(img: np.ndarray, label: int, tag: str, r: np.random.Generator = rng) -> None:
+        x.append(degrade(img, r) if tag.startswith("train") else img)
         y.append(label)
         tags.append(tag)
 
+    def add_real(img: np.ndarray, label: int, tag: str) -> None:
+        pair = None
+        if boxer is not None and label == 1 and tag.startswith("train"):
+            pair = make_twins(img, boxer(img), twin_rng, twin_rule or TwinRule())
+        if pair is None:
+            add(img, label, tag)
+        else:
+            add(pair[0], 1, tag)
+            add(pair[1], 0, "train:erased", twin_rng)
+
     if clips:
         for img, label, tag in _clip_images(Path(clips), rng, every_s):
-            add(img, label, tag)
+            add_real(img, label, tag)
     for root in folders(footage):
         for img, label, tag in _footage_images(root, rng):
             add(img, label, tag)
@@ -273,8 +293,8 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
                     if img is None:
                         continue
                     tag = f"{'val' if i % 10 == 0 else 'train'}:{folder.name}"
-                    add(fit(img, rng) if label or rng.random() < 0.5 else crop_cover(img, rng, (1.0, 1.3)),
-                        label, tag)
+                    whole = label or rng.random() < 0.5
+                    add_real(fit(img, rng) if whole else crop_cover(img, rng, (1.0, 1.3)), label, tag)
     xs, ys, ts = np.stack(x), np.array(y, np.int32), np.array(tags)
     is_val = np.char.startswith(ts, "val:")
     strip = np.array([t.split(":", 1)[1] for t in ts])

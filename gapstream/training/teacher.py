@@ -56,8 +56,9 @@ class YoloTeacher:
         self._out = self._it.get_output_details()[0]
         self.size = int(self._inp["shape"][1])
 
-    def person_score(self, rgb: np.ndarray) -> float:
-        """The best person-box confidence in a frame (letterboxed to the model's square input)."""
+    def _person_rows(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(rows (A, 5) of cx, cy, w, h, person confidence in letterbox units 0..1, scale)``:
+        the frame letterboxed to the model's square input, top-left aligned."""
         h, w = rgb.shape[:2]
         s = self.size / max(h, w)
         im = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
@@ -65,7 +66,36 @@ class YoloTeacher:
         canvas[: im.shape[0], : im.shape[1]] = im
         self._it.set_tensor(self._inp["index"], canvas[None].astype(np.float32) / 255.0)
         self._it.invoke()
-        return float(self._it.get_tensor(self._out["index"])[0, 4].max())
+        return self._it.get_tensor(self._out["index"])[0, :5].T, s
+
+    def person_score(self, rgb: np.ndarray) -> float:
+        """The best person-box confidence in a frame (letterboxed to the model's square input)."""
+        return float(self._person_rows(rgb)[0][:, 4].max())
+
+    def person_boxes(self, rgb: np.ndarray, min_conf: float = 0.05, iou: float = 0.5) -> np.ndarray:
+        """Person boxes ``(K, 5)`` of a frame: see :func:`boxes_from_rows`."""
+        rows, s = self._person_rows(rgb)
+        return boxes_from_rows(rows, self.size / s, rgb.shape[:2], min_conf, iou)
+
+
+def boxes_from_rows(rows: np.ndarray, to_px: float, hw: tuple[int, int], min_conf: float = 0.05,
+                    iou: float = 0.5) -> np.ndarray:
+    """Person boxes ``(K, 5)``: x0, y0, x1, y1 in frame pixels (clipped) and the confidence, at or
+    above ``min_conf``, after non-maximum suppression, best first. ``rows`` are the detector's
+    ``(A, 5)`` cx, cy, w, h in letterbox units and the person confidence; ``to_px`` turns a
+    letterbox unit into frame pixels."""
+    rows = rows[rows[:, 4] >= min_conf]
+    if not len(rows):
+        return np.zeros((0, 5), np.float32)
+    cx, cy, bw, bh = (rows[:, :4] * to_px).T
+    xywh = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], 1)
+    keep = np.array(cv2.dnn.NMSBoxes(xywh.tolist(), rows[:, 4].tolist(), min_conf, iou), int).reshape(-1)
+    h, w = hw
+    x0, y0 = xywh[keep, 0], xywh[keep, 1]
+    x1, y1 = x0 + xywh[keep, 2], y0 + xywh[keep, 3]
+    out = np.stack([np.clip(x0, 0, w), np.clip(y0, 0, h), np.clip(x1, 0, w), np.clip(y1, 0, h),
+                    rows[keep, 4]], 1).astype(np.float32)
+    return out[np.argsort(-out[:, 4])]
 
 
 def score_video(path: Path, teacher: YoloTeacher, rule: TeacherRule
