@@ -171,3 +171,36 @@ def test_distillation_uses_the_teachers_probabilities(tmp_path: Path) -> None:
                            distill=teacher_path, distill_weight=0.5)
     summary = train_scenes(cfg, data, data)
     assert summary["config"]["distill"] == teacher_path and (tmp_path / "student" / "model.keras").is_file()
+
+
+def test_frozen_trunk_trains_only_the_dense_layer(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from gapstream.training.build import DENSE_NAME
+    from gapstream.training.export import load_keras
+    from gapstream.training.fcn import build_scene_model
+    from gapstream.training.scenes import SceneSet
+    from gapstream.training.train_scenes import SceneTrainConfig, train_scenes
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (24, 64, 112, 3), dtype=np.uint8)
+    y = np.arange(24) % 2
+    x[y == 1, 20:50, 40:60] = 255
+    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 24))
+    cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "run"), epochs=2, batch=8, pooling="topk",
+                           frozen_trunk=True)
+    summary = train_scenes(cfg, data, data)
+    assert summary["val_by_source"]["synthetic"]["n"] == 24
+    trained = load_keras(tmp_path / "run" / "model.keras")
+    # the same seed builds the same initial network: only the dense layer may have moved
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    initial, _, _ = build_scene_model(None, (64, 112), pooling="topk")
+    for a, b in zip(trained.get_layer("trunk").get_weights(), initial.get_layer("trunk").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    moved = [not np.allclose(a, b) for a, b in zip(trained.get_layer(DENSE_NAME).get_weights(),
+                                                    initial.get_layer(DENSE_NAME).get_weights())]
+    assert any(moved)
+    # the saved model's probabilities are the probe's: the whole chain runs end to end
+    probs = trained.predict(x.astype(np.float32), verbose=0)
+    assert probs.shape == (24, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)

@@ -56,6 +56,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         help="how the score map becomes the decision (default gap)")
     scenes.add_argument("--topk", type=float, default=0.05, help="share of cells top-k pooling averages")
     scenes.add_argument("--flip", action="store_true", help="also train on mirrored images")
+    scenes.add_argument("--frozen-trunk", action="store_true",
+                        help="train only the dense layer (the CAM weights) on the frozen ImageNet maps")
     scenes.add_argument("--erase-twins", metavar="TEACHER_TFLITE",
                         help="add person-erased twins of the real person images, boxed by this offline "
                              "YOLOv8 TFLite detector (a training-data tool, never shipped)")
@@ -120,7 +122,7 @@ def train_scenes_main(args: argparse.Namespace) -> int:
                            stride=args.stride,
                            pooling=args.pooling, topk=args.topk, epochs=args.epochs, batch=args.batch,
                            lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed, distill=args.distill,
-                           distill_weight=args.distill_weight)
+                           distill_weight=args.distill_weight, frozen_trunk=args.frozen_trunk)
     summary = train_scenes(cfg, train, val)
     # int8 calibration images for export, drawn from the training images
     pick = np.random.default_rng(args.seed).choice(len(train.y), min(200, len(train.y)), replace=False)

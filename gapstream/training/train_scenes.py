@@ -41,6 +41,7 @@ class SceneTrainConfig:
     seed: int = 0
     distill: str | None = None  # a trained scene model whose probabilities are blended into the targets
     distill_weight: float = 0.5  # the teacher's share of each target (Hinton et al.'s soft targets)
+    frozen_trunk: bool = False  # train only the dense layer on the ImageNet maps (a linear probe)
 
 
 def stem_features(stem: Any, x: np.ndarray, flip: bool = False, batch: int = 32) -> np.ndarray:
@@ -86,6 +87,27 @@ def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> n
                            for i in range(0, len(feats), batch)]).astype(np.float32)
 
 
+def frozen_maps(trunk: Any, feats: np.ndarray, batch: int = 64) -> np.ndarray:
+    """A frozen trunk's maps for cached stem features, as float16 like them."""
+    import tensorflow as tf
+
+    out = [trunk(tf.cast(feats[i : i + batch], tf.float32), training=False).numpy().astype(np.float16)
+           for i in range(0, len(feats), batch)]
+    return np.concatenate(out) if out else np.zeros((0, *trunk.outputs[0].shape[1:]), np.float16)
+
+
+def probe_head(model: Any) -> Any:
+    """``maps -> probs`` with the scene model's own dense, pooling and softmax layers (shared, so
+    training it trains the model)."""
+    keras = import_keras()
+    from .build import DENSE_NAME
+    from .fcn import POOL_NAME
+
+    maps = keras.Input(model.get_layer("trunk").outputs[0].shape[1:], name="maps")
+    x = model.get_layer("probs")(model.get_layer(POOL_NAME)(model.get_layer(DENSE_NAME)(maps)))
+    return keras.Model(maps, x, name="probe")
+
+
 def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
     """Train, save ``OUT/model.keras`` and ``OUT/train.json``; return the summary."""
     keras = import_keras()
@@ -115,17 +137,25 @@ def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
         targets = (1 - cfg.distill_weight) * targets + cfg.distill_weight * teacher
         log.info("distilling %s: its mean person probability %.3f on person images, %.3f on the others",
                  cfg.distill, teacher[labels == 1, 1].mean(), teacher[labels == 0, 1].mean())
+    fit_model = head
+    if cfg.frozen_trunk:
+        # The maps of a frozen trunk are fixed too: computed once, only the dense layer trains.
+        trunk = model.get_layer("trunk")
+        trunk.trainable = False
+        feats, val_feats = frozen_maps(trunk, feats), frozen_maps(trunk, val_feats)
+        fit_model = probe_head(model)
+        log.info("frozen trunk: maps %s in %.0f s", feats.shape[1:], time.perf_counter() - t0 - t_feat)
     ds = (tf.data.Dataset.from_tensor_slices((feats, targets, weight)).shuffle(len(feats), seed=cfg.seed)
           .batch(cfg.batch).map(lambda f, y, w: (tf.cast(f, tf.float32), y, w)).prefetch(2))
     dv = tf.data.Dataset.from_tensor_slices((val_feats, np.eye(2, dtype=np.float32)[val.y])).batch(64).map(
         lambda f, y: (tf.cast(f, tf.float32), y))
     steps = -(-len(feats) // cfg.batch) * cfg.epochs
     schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, steps, alpha=0.02)
-    head.compile(optimizer=keras.optimizers.Adam(schedule),
-                 loss="categorical_crossentropy", metrics=["categorical_accuracy"])
-    hist = head.fit(ds, validation_data=dv if len(val.y) else None, epochs=cfg.epochs, verbose=2)
+    fit_model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss="categorical_crossentropy", metrics=["categorical_accuracy"])
+    hist = fit_model.fit(ds, validation_data=dv if len(val.y) else None, epochs=cfg.epochs, verbose=2)
     model.save(out / "model.keras")
-    probs = head.predict(dv, verbose=0)[:, 1] if len(val.y) else np.zeros(0)
+    probs = fit_model.predict(dv, verbose=0)[:, 1] if len(val.y) else np.zeros(0)
     summary = {
         "config": asdict(cfg), "model": str(out / "model.keras"), "parameters": int(model.count_params()),
         "train_counts": train.counts(), "val_counts": val.counts(),
