@@ -24,10 +24,15 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
     """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
 
     ``keep`` (per-cell weights, see :func:`zones.keep_weights`) applies an exclusion mask to
-    the maps first, so that ``probs`` is overwritten with the masked probabilities.
+    the maps first, so that ``probs`` is overwritten with the masked probabilities; when it
+    keeps no cell, nothing can be a person.
     """
     if keep is not None:
-        probs[:] = masked_probs(maps, meta, keep)
+        if (keep >= 0.5).any():
+            probs[:] = masked_probs(maps, meta, keep)
+        else:  # the bias alone would decide (the shipped model's leans to person: 0.501)
+            probs[:] = 0.0
+            probs[np.arange(len(probs)) != meta.person_index] = 1.0 / max(1, len(probs) - 1)
         maps = maps * keep[:, :, None]
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
