@@ -141,6 +141,19 @@ class PostConfig:
 
 
 @dataclass
+class MotionConfig:
+    # Only cells of the conv-map grid that moved within hold_s seconds may make a person
+    # (gapstream/motion.py); off by default.
+    enabled: bool = False
+    threshold: float = checked(20.0, between(0, 255, strict=True))  # grey levels from the background
+    background_alpha: float = checked(0.02, between(0, 1, strict=True))  # background update per frame
+    min_share: float = checked(0.03, between(0, 1, strict=True))  # share of a cell's pixels that move
+    hold_s: float = checked(3.0, at_least(0))  # a cell stays open this long after its last motion
+    warmup_frames: int = checked(10, at_least(0))  # frames with no gate while the background forms
+    dilate: bool = True  # open the 8 neighbours of a moving cell too
+
+
+@dataclass
 class BufferConfig:
     frame_slots: int = checked(16, at_least(2))  # frames in flight between capture and the sinks
     live_frame_slots: int = checked(6, at_least(2))  # fewer for live sources: bounded latency
@@ -223,6 +236,7 @@ class PipelineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     post: PostConfig = field(default_factory=PostConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     events: EventsConfig = field(default_factory=EventsConfig)

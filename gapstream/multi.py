@@ -264,7 +264,8 @@ class MultiPipeline:
                 ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings,
                                       maps, stop, counters, beats.beat("infer"))),
                 ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop,
-                                          counters, beats.beat("post"), [src.masks for src in plan.sources])),
+                                          counters, beats.beat("post"), [src.masks for src in plan.sources],
+                                          cfg.motion)),
             ]
             start_stages(ctx, errors, stages, procs)
             undo.pop_all()

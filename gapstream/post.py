@@ -11,9 +11,10 @@ import numpy as np
 
 from .annotate import blend, draw
 from .cam import cam_batch, localize, upsample
-from .config import PostConfig
+from .config import MotionConfig, PostConfig
 from .detections import Detections
 from .meta import ModelMeta
+from .motion import MotionGate
 from .results import FrameRecord
 from .ring import EOS, Ring
 from .zones import Polygon, keep_weights, masked_probs
@@ -23,9 +24,9 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
             height: int, keep: np.ndarray | None = None) -> tuple[int, np.ndarray, bool, Detections]:
     """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
 
-    ``keep`` (per-cell weights, see :func:`zones.keep_weights`) applies an exclusion mask to
-    the maps first, so that ``probs`` is overwritten with the masked probabilities; when it
-    keeps no cell, nothing can be a person.
+    ``keep`` (per-cell weights: an exclusion mask's, see :func:`zones.keep_weights`, and/or the
+    motion gate's) applies to the maps first, so that ``probs`` is overwritten with the masked
+    probabilities; when it keeps no cell, nothing can be a person.
     """
     if keep is not None:
         if (keep >= 0.5).any():
@@ -57,13 +58,16 @@ def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
               results: Any, stop: Any, counters: Any, beat: Callable[[], None],
-              masks: Sequence[Sequence[Polygon]] = ()) -> None:
+              masks: Sequence[Sequence[Polygon]] = (), motion: MotionConfig | None = None) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
 
     ``masks[k]``: camera ``k``'s exclusion polygons, rasterised on each frame's own maps grid
     (cached per grid). With several cameras, ``frames`` is a list indexed by ``FrameRecord.camera``.
+    ``motion``: when enabled, each camera's :class:`motion.MotionGate` closes the cells that have
+    not moved lately (frames reach this stage in order, per camera).
     """
     rings = frames if isinstance(frames, list) else [frames]
+    gates: dict[int, MotionGate] = {}
     try:
         while not stop.is_set():
             beat()
@@ -78,6 +82,12 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             probs = v["probs"].copy()
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
+            if motion is not None and motion.enabled:
+                gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
+                moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
+                                  rec.maps_h, rec.maps_w)
+                if moved is not None:
+                    keep = moved if keep is None else keep * moved
             cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep)
             maps.release(mslot)
             if annotate:

@@ -1,0 +1,55 @@
+"""Motion gate: only the cells of the conv-map grid that saw motion recently may make a person.
+
+Surveillance NVRs such as Frigate run their detector only where the picture moved. Here the
+same idea is a per-cell keep mask (the one exclusion masks use, :func:`zones.masked_probs`):
+a running-average background per camera, the share of each cell's pixels that differ from it,
+and a hold time, so that a person who stops is still found for ``hold_s`` seconds. Static
+look-alikes (posts, signs, parked shapes), the most persistent false alarms on held-out road
+footage, never move. A person who stands still for longer than the hold time is missed: the
+trade-off every motion-gated NVR makes.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import MotionConfig
+
+#: Background pixels per map cell along each side (a 40x23 grid -> a 320x184 background).
+PIXELS_PER_CELL = 8
+
+
+class MotionGate:
+    """One camera's motion state; :meth:`keep` is called once per frame, in order."""
+
+    def __init__(self, cfg: MotionConfig) -> None:
+        self.cfg = cfg
+        self._bg: np.ndarray | None = None
+        self._last: np.ndarray | None = None  # per cell: the pts of its last motion
+        self._frames = 0
+
+    def _reset(self, grey: np.ndarray, grid: tuple[int, int]) -> None:
+        self._bg = grey.astype(np.float32)
+        self._last = np.full(grid, -np.inf)
+        self._frames = 0
+
+    def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int) -> np.ndarray | None:
+        """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
+        None while the background is still being learnt (the first ``warmup_frames``)."""
+        size = (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL)
+        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+        if self._bg is None or self._last is None or self._last.shape != (grid_h, grid_w):
+            self._reset(grey, (grid_h, grid_w))
+        assert self._bg is not None and self._last is not None
+        moving = (cv2.absdiff(grey.astype(np.float32), self._bg) > self.cfg.threshold).astype(np.float32)
+        cv2.accumulateWeighted(grey.astype(np.float32), self._bg, self.cfg.background_alpha)
+        share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
+        active = share >= self.cfg.min_share
+        if self.cfg.dilate:  # a person's evidence spills into the neighbouring cells
+            active = cv2.dilate(active.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        self._last[active] = pts
+        self._frames += 1
+        if self._frames <= self.cfg.warmup_frames:
+            return None
+        return (pts - self._last <= self.cfg.hold_s).astype(np.float32)
