@@ -32,13 +32,25 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
         if (keep >= 0.5).any():
             probs[:] = masked_probs(maps, meta, keep)
         else:  # the bias alone would decide (the shipped model's leans to person: 0.501)
-            probs[:] = 0.0
-            probs[np.arange(len(probs)) != meta.person_index] = 1.0 / max(1, len(probs) - 1)
+            probs[:] = no_person(probs, meta.person_index)
         maps = maps * keep[:, :, None]
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)
     return cls, cam, is_person, det
+
+
+def no_person(probs: np.ndarray, person_index: int) -> np.ndarray:
+    """Probabilities that say "no person" for sure: the person class 0, the others shared."""
+    out = np.full_like(probs, 1.0 / max(1, len(probs) - 1))
+    out[person_index] = 0.0
+    return out
+
+
+def still_moving(cam: np.ndarray, moved: np.ndarray, share: float = 0.5) -> bool:
+    """Whether a cell that moved lately holds at least ``share`` of the person CAM's maximum
+    (``cam`` is scaled to [0, 1] by its maximum)."""
+    return bool((cam * (moved >= 0.5)).max() >= share)
 
 
 def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Detections, prob: float,
@@ -82,13 +94,18 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             probs = v["probs"].copy()
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
+            moved = None
             if motion is not None and motion.enabled:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
                                   rec.maps_h, rec.maps_w)
-                if moved is not None:
-                    keep = moved if keep is None else keep * moved
+                if moved is not None and motion.gate == "pooling":
+                    keep, moved = (moved if keep is None else keep * moved), None
             cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep)
+            if moved is not None and is_person and not still_moving(cam, moved):
+                probs[:] = no_person(probs, meta.person_index)
+                cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()
+                cam = cam_batch(fmaps[None], meta.dense_kernel, np.array([cls]))[0]
             maps.release(mslot)
             if annotate:
                 frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]

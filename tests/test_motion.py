@@ -11,6 +11,7 @@ from gapstream import Pipeline
 from gapstream.config import MotionConfig, load_config
 from gapstream.errors import ConfigError
 from gapstream.motion import MotionGate
+from gapstream.post import no_person, still_moving
 
 from .helpers import brightness_model, make_video_frames
 
@@ -57,12 +58,27 @@ def test_dilation_opens_the_neighbours() -> None:
     assert keep is not None and keep[0:3, 3:6].all() and keep[5, 0] == 0
 
 
-def test_motion_config_is_checked() -> None:
-    assert load_config(None, {"motion.enabled": True}).motion.hold_s == 3.0
+def test_motion_gate_is_on_by_default_and_checked() -> None:
+    motion = load_config(None).motion
+    assert motion.enabled and motion.gate == "pooling" and motion.hold_s == 3.0
     with pytest.raises(ConfigError, match="motion.threshold"):
         load_config(None, {"motion.threshold": 300})
     with pytest.raises(ConfigError, match="motion.hold_s"):
         load_config(None, {"motion.hold_s": -1})
+    with pytest.raises(ConfigError, match="motion.gate"):
+        load_config(None, {"motion.gate": "sometimes"})
+
+
+def test_decision_gate_needs_the_cam_peak_in_an_open_cell() -> None:
+    cam = np.zeros((4, 6), np.float32)
+    cam[1, 1], cam[3, 5] = 1.0, 0.4
+    moved = np.zeros((4, 6), np.float32)
+    moved[3, 5] = 1.0  # only a weak part of the evidence moves
+    assert not still_moving(cam, moved)
+    moved[1, 1] = 1.0
+    assert still_moving(cam, moved)
+    probs = no_person(np.array([0.2, 0.8], np.float32), person_index=1)
+    assert probs.tolist() == [1.0, 0.0]
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +87,19 @@ def bright(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(model: Path, video: Path, **over: object) -> list[tuple[bool, int]]:
-    """(person?, number of boxes) per frame; a Result's frame is only valid until the next one."""
-    cfg = load_config(None, {"post.score_threshold": 0.0, "motion.warmup_frames": 5, **over})
+    """(person?, number of boxes) per frame, without the gate unless ``over`` turns it on; a
+    Result's frame is only valid until the next one."""
+    cfg = load_config(None, {"post.score_threshold": 0.0, "motion.warmup_frames": 5, "motion.enabled": False,
+                             **over})
     return [(r.is_person, len(r.detections)) for r in Pipeline(str(video), str(model), cfg).run()]
 
 
-def test_pipeline_flags_no_frame_of_a_still_scene_once_the_gate_is_up(bright: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gate", ["decision", "pooling"])
+def test_pipeline_flags_no_frame_of_a_still_scene_once_the_gate_is_up(bright: Path, tmp_path: Path,
+                                                                      gate: str) -> None:
     # A bright scene is a "person" for the brightness model in every frame; nothing in it moves.
     still = make_video_frames(tmp_path / "still.mp4", [np.full((90, 160, 3), 200, np.uint8)] * 30, 10)
-    plain, gated = run(bright, still), run(bright, still, **{"motion.enabled": True})
+    plain, gated = run(bright, still), run(bright, still, **{"motion.enabled": True, "motion.gate": gate})
     assert len(gated) == 30 and all(p for p, _ in plain)
     assert gated[:5] == plain[:5]  # warm-up: no gate
     assert gated[5:] == [(False, 0)] * 25
