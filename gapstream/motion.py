@@ -53,3 +53,9 @@ class MotionGate:
         if self._frames <= self.cfg.warmup_frames:
             return None
         return (pts - self._last <= self.cfg.hold_s).astype(np.float32)
+
+
+def peak_moved(cam: np.ndarray, moved: np.ndarray, share: float = 0.5) -> bool:
+    """The decision gate: whether an open cell of ``moved`` holds at least ``share`` of the
+    person CAM's maximum (``cam`` is scaled to [0, 1] by its maximum)."""
+    return bool((cam * (moved >= 0.5)).max() >= share)

@@ -14,7 +14,7 @@ from .cam import cam_batch, localize, upsample
 from .config import MotionConfig, PostConfig
 from .detections import Detections
 from .meta import ModelMeta
-from .motion import MotionGate
+from .motion import MotionGate, peak_moved
 from .results import FrameRecord
 from .ring import EOS, Ring
 from .zones import Polygon, keep_weights, masked_probs
@@ -45,12 +45,6 @@ def no_person(probs: np.ndarray, person_index: int) -> np.ndarray:
     out = np.full_like(probs, 1.0 / max(1, len(probs) - 1))
     out[person_index] = 0.0
     return out
-
-
-def still_moving(cam: np.ndarray, moved: np.ndarray, share: float = 0.5) -> bool:
-    """Whether a cell that moved lately holds at least ``share`` of the person CAM's maximum
-    (``cam`` is scaled to [0, 1] by its maximum)."""
-    return bool((cam * (moved >= 0.5)).max() >= share)
 
 
 def annotate_frame(frame: np.ndarray, cam: np.ndarray, is_person: bool, det: Detections, prob: float,
@@ -102,7 +96,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 if moved is not None and motion.gate == "pooling":
                     keep, moved = (moved if keep is None else keep * moved), None
             cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep)
-            if moved is not None and is_person and not still_moving(cam, moved):
+            if moved is not None and is_person and not peak_moved(cam, moved):
                 probs[:] = no_person(probs, meta.person_index)
                 cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()
                 cam = cam_batch(fmaps[None], meta.dense_kernel, np.array([cls]))[0]

@@ -10,8 +10,8 @@ import pytest
 from gapstream import Pipeline
 from gapstream.config import MotionConfig, load_config
 from gapstream.errors import ConfigError
-from gapstream.motion import MotionGate
-from gapstream.post import no_person, still_moving
+from gapstream.motion import MotionGate, peak_moved
+from gapstream.post import no_person
 
 from .helpers import brightness_model, make_video_frames
 
@@ -74,9 +74,9 @@ def test_decision_gate_needs_the_cam_peak_in_an_open_cell() -> None:
     cam[1, 1], cam[3, 5] = 1.0, 0.4
     moved = np.zeros((4, 6), np.float32)
     moved[3, 5] = 1.0  # only a weak part of the evidence moves
-    assert not still_moving(cam, moved)
+    assert not peak_moved(cam, moved)
     moved[1, 1] = 1.0
-    assert still_moving(cam, moved)
+    assert peak_moved(cam, moved)
     probs = no_person(np.array([0.2, 0.8], np.float32), person_index=1)
     assert probs.tolist() == [1.0, 0.0]
 
