@@ -30,7 +30,7 @@ class MotionGate:
         self._frames = 0
 
     def _reset(self, grey: np.ndarray, grid: tuple[int, int]) -> None:
-        self._bg = grey.astype(np.float32)
+        self._bg = grey.copy()
         self._last = np.full(grid, -np.inf)
         self._frames = 0
 
@@ -38,12 +38,13 @@ class MotionGate:
         """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
         None while the background is still being learnt (the first ``warmup_frames``)."""
         size = (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL)
-        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size,
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
         if self._bg is None or self._last is None or self._last.shape != (grid_h, grid_w):
             self._reset(grey, (grid_h, grid_w))
         assert self._bg is not None and self._last is not None
-        moving = (cv2.absdiff(grey.astype(np.float32), self._bg) > self.cfg.threshold).astype(np.float32)
-        cv2.accumulateWeighted(grey.astype(np.float32), self._bg, self.cfg.background_alpha)
+        moving = (cv2.absdiff(grey, self._bg) > self.cfg.threshold).astype(np.float32)
+        cv2.accumulateWeighted(grey, self._bg, self.cfg.background_alpha)
         share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
         active = share >= self.cfg.min_share
         if self.cfg.dilate:  # a person's evidence spills into the neighbouring cells
