@@ -45,7 +45,8 @@ class SceneTrainConfig:
 
 
 def stem_features(stem: Any, x: np.ndarray, flip: bool = False, batch: int = 32) -> np.ndarray:
-    """The frozen stem's output for uint8 images ``x``, as float16 to halve the memory."""
+    """The frozen stem's output for uint8 images ``x`` (or any frozen sub-model's for its input),
+    as float16 to halve the memory."""
     import tensorflow as tf
 
     out: np.ndarray | None = None
@@ -88,12 +89,8 @@ def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> n
 
 
 def frozen_maps(trunk: Any, feats: np.ndarray, batch: int = 64) -> np.ndarray:
-    """A frozen trunk's maps for cached stem features, as float16 like them."""
-    import tensorflow as tf
-
-    out = [trunk(tf.cast(feats[i : i + batch], tf.float32), training=False).numpy().astype(np.float16)
-           for i in range(0, len(feats), batch)]
-    return np.concatenate(out) if out else np.zeros((0, *trunk.outputs[0].shape[1:]), np.float16)
+    """A frozen trunk's maps for cached stem features (float16, filled in place as the stem's are)."""
+    return stem_features(trunk, feats, batch=batch)
 
 
 def probe_head(model: Any) -> Any:
