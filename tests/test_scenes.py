@@ -11,7 +11,7 @@ import pytest
 
 from gapstream.gapmodel import GapModel
 from gapstream.meta import load_meta
-from gapstream.training.scenes import CANVAS, SCALE_REGIMES, build_scene_set, composite, split_crops
+from gapstream.training.scenes import CANVAS, SCALE_REGIMES, SceneSet, build_scene_set, composite, split_crops
 
 from .helpers import make_video_frames
 
@@ -39,6 +39,15 @@ def make_sources(root: Path) -> dict[str, Path]:
             cv2.imwrite(str(d / fname), img)
         folders[name.split("/")[0]] = root / name.split("/")[0]
     return folders
+
+
+def blob_scenes(n: int) -> SceneSet:
+    """``n`` random 64x112 images, every second one with a bright "person" blob (label 1)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (n, 64, 112, 3), dtype=np.uint8)
+    y = np.arange(n) % 2
+    x[y == 1, 20:50, 40:60] = 255
+    return SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * n))
 
 
 def test_crops_split_by_source_image(tmp_path: Path) -> None:
@@ -99,14 +108,10 @@ def test_scale_mix_keeps_the_set_and_adds_close_and_tiny_persons(tmp_path: Path)
 def test_train_and_export_scene_model(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from gapstream.training.export import export_scene, load_keras
-    from gapstream.training.scenes import SceneSet
     from gapstream.training.train_scenes import SceneTrainConfig, train_scenes
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (24, 64, 112, 3), dtype=np.uint8)
-    y = np.arange(24) % 2
-    x[y == 1, 20:50, 40:60] = 255  # a bright "person" blob
-    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 24))
+    data = blob_scenes(24)
+    x = data.x
     cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "run"), epochs=1, batch=8, pooling="topk")
     summary = train_scenes(cfg, data, data)
     assert summary["val_by_source"]["synthetic"]["n"] == 24
@@ -144,14 +149,10 @@ def test_distillation_uses_the_teachers_probabilities(tmp_path: Path) -> None:
     from gapstream.errors import GapstreamError
     from gapstream.training.export import load_keras
     from gapstream.training.fcn import build_scene_model
-    from gapstream.training.scenes import SceneSet
     from gapstream.training.train_scenes import SceneTrainConfig, stem_features, teacher_probs, train_scenes
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (16, 64, 112, 3), dtype=np.uint8)
-    y = np.arange(16) % 2
-    x[y == 1, 20:50, 40:60] = 255
-    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 16))
+    data = blob_scenes(16)
+    x = data.x
     teacher_dir = tmp_path / "teacher"
     teacher_cfg = SceneTrainConfig(weights=None, out=str(teacher_dir), epochs=1, batch=8, pooling="topk")
     train_scenes(teacher_cfg, data, data)
@@ -178,14 +179,10 @@ def test_frozen_trunk_trains_only_the_dense_layer(tmp_path: Path) -> None:
     from gapstream.training.build import DENSE_NAME
     from gapstream.training.export import load_keras
     from gapstream.training.fcn import build_scene_model
-    from gapstream.training.scenes import SceneSet
     from gapstream.training.train_scenes import SceneTrainConfig, train_scenes
 
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (24, 64, 112, 3), dtype=np.uint8)
-    y = np.arange(24) % 2
-    x[y == 1, 20:50, 40:60] = 255
-    data = SceneSet(x, y.astype(np.int32), np.array(["synthetic"] * 24))
+    data = blob_scenes(24)
+    x = data.x
     cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "run"), epochs=2, batch=8, pooling="topk",
                            frozen_trunk=True)
     summary = train_scenes(cfg, data, data)
