@@ -265,7 +265,7 @@ class MultiPipeline:
                                       maps, stop, counters, beats.beat("infer"))),
                 ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop,
                                           counters, beats.beat("post"), [src.masks for src in plan.sources],
-                                          cfg.motion)),
+                                          cfg.motion, [info.kind == "images" for info in plan.infos])),
             ]
             start_stages(ctx, errors, stages, procs)
             undo.pop_all()

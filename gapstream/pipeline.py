@@ -226,7 +226,8 @@ class Pipeline:
                 "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
                                             frames, maps, stop, counters, beats.beat("infer"))),
                 "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
-                                          counters, beats.beat("post"), [cfg.source.masks], cfg.motion)),
+                                          counters, beats.beat("post"), [cfg.source.masks], cfg.motion,
+                                          [info.kind == "images"])),
             }
             start_stages(ctx, errors, [(name, fn, args) for name, (fn, args) in stages.items()], procs)
             undo.pop_all()

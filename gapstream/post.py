@@ -64,13 +64,15 @@ def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
 
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
               results: Any, stop: Any, counters: Any, beat: Callable[[], None],
-              masks: Sequence[Sequence[Polygon]] = (), motion: MotionConfig | None = None) -> None:
+              masks: Sequence[Sequence[Polygon]] = (), motion: MotionConfig | None = None,
+              stills: Sequence[bool] = ()) -> None:
     """Post-processing process: CAM, boxes and (optionally) annotation of the frame in place.
 
     ``masks[k]``: camera ``k``'s exclusion polygons, rasterised on each frame's own maps grid
     (cached per grid). With several cameras, ``frames`` is a list indexed by ``FrameRecord.camera``.
     ``motion``: when enabled, each camera's :class:`motion.MotionGate` closes the cells that have
-    not moved lately (frames reach this stage in order, per camera).
+    not moved lately (frames reach this stage in order, per camera). ``stills[k]``: camera ``k``
+    is an image folder, whose frames are unrelated pictures: no gate applies to it.
     """
     rings = frames if isinstance(frames, list) else [frames]
     gates: dict[int, MotionGate] = {}
@@ -89,7 +91,8 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
             moved = None
-            if motion is not None and motion.enabled:
+            still = bool(stills) and stills[rec.camera]
+            if motion is not None and motion.enabled and not still:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
                                   rec.maps_h, rec.maps_w)

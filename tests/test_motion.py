@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -112,3 +113,13 @@ def test_pipeline_keeps_persons_where_the_picture_moves(bright: Path, tmp_path: 
     plain, gated = run(bright, flicker), run(bright, flicker, **{"motion.enabled": True})
     assert len(gated) == 30 and all(p for p, _ in plain)
     assert gated == plain
+
+
+def test_image_folder_is_never_gated(bright: Path, tmp_path: Path) -> None:
+    # Unrelated pictures are no video: repeated bright pictures would look static to the gate.
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), np.full((90, 160, 3), 200, np.uint8))
+    got = run(bright, folder, **{"motion.enabled": True, "motion.warmup_frames": 0})
+    assert got == run(bright, folder) and len(got) == 8 and all(p for p, _ in got)
