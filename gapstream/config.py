@@ -138,6 +138,11 @@ class PostConfig:
     # A peak counts when it reaches this fraction of the CAM maximum.
     peak_floor: float = checked(0.5, between(0, 1))
     cubic: bool = False  # cubic instead of bilinear CAM upsampling (the reference used cubic)
+    # The decision uses the median (or mean) person probability of the last smooth_window_s
+    # seconds of a camera's frames (gapstream/smoothing.py); 0: each frame alone. 0.5 s median
+    # by default since stop 12 (chosen on held-out footage, model card). Never on image folders.
+    smooth_window_s: float = checked(0.5, at_least(0))
+    smooth: str = checked("median", one_of("median", "mean", why="must be median or mean"))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,16 +18,20 @@ from .meta import ModelMeta
 from .motion import MotionGate, peak_moved
 from .results import FrameRecord
 from .ring import EOS, Ring
+from .smoothing import ScoreHistory, with_person_prob
 from .zones import Polygon, keep_weights, masked_probs
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
-            height: int, keep: np.ndarray | None = None) -> tuple[int, np.ndarray, bool, Detections]:
+            height: int, keep: np.ndarray | None = None,
+            smooth: Callable[[float], float] | None = None) -> tuple[int, np.ndarray, bool, Detections]:
     """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
 
     ``keep`` (per-cell weights: an exclusion mask's, see :func:`zones.keep_weights`, and/or the
     motion gate's) applies to the maps first, so that ``probs`` is overwritten with the masked
-    probabilities; when it keeps no cell, nothing can be a person.
+    probabilities; when it keeps no cell, nothing can be a person. ``smooth`` (a camera's
+    :meth:`smoothing.ScoreHistory.update` at this frame's time) then turns the frame's person
+    probability into the one that decides, also written to ``probs``.
     """
     if keep is not None:
         if (keep >= 0.5).any():
@@ -34,6 +39,8 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
         else:  # the bias alone would decide (the shipped model's leans to person: 0.501)
             probs[:] = no_person(probs, meta.person_index)
         maps = maps * keep[:, :, None]
+    if smooth is not None:
+        probs[:] = with_person_prob(probs, meta.person_index, smooth(float(probs[meta.person_index])))
     cls = int(np.argmax(probs))
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)
@@ -71,11 +78,13 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     ``masks[k]``: camera ``k``'s exclusion polygons, rasterised on each frame's own maps grid
     (cached per grid). With several cameras, ``frames`` is a list indexed by ``FrameRecord.camera``.
     ``motion``: when enabled, each camera's :class:`motion.MotionGate` closes the cells that have
-    not moved lately (frames reach this stage in order, per camera). ``stills[k]``: camera ``k``
-    is an image folder, whose frames are unrelated pictures: no gate applies to it.
+    not moved lately (frames reach this stage in order, per camera); with ``cfg.smooth_window_s``,
+    each camera's :class:`smoothing.ScoreHistory` smooths the decision. ``stills[k]``: camera
+    ``k`` is an image folder, whose frames are unrelated pictures: neither applies to it.
     """
     rings = frames if isinstance(frames, list) else [frames]
     gates: dict[int, MotionGate] = {}
+    histories: dict[int, ScoreHistory] = {}
     try:
         while not stop.is_set():
             beat()
@@ -90,15 +99,19 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             probs = v["probs"].copy()
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
-            moved = None
+            moved, smooth = None, None
             still = bool(stills) and stills[rec.camera]
+            if cfg.smooth_window_s > 0 and not still:
+                history = histories.get(rec.camera) or histories.setdefault(
+                    rec.camera, ScoreHistory(cfg.smooth_window_s, cfg.smooth))
+                smooth = partial(history.update, rec.pts)
             if motion is not None and motion.enabled and not still:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
                                   rec.maps_h, rec.maps_w)
                 if moved is not None and motion.gate == "pooling":
                     keep, moved = (moved if keep is None else keep * moved), None
-            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep)
+            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep, smooth)
             if moved is not None and is_person and not peak_moved(cam, moved):
                 probs[:] = no_person(probs, meta.person_index)
                 cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()

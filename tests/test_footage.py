@@ -16,13 +16,21 @@ import numpy as np
 import pytest
 
 from gapstream import Pipeline
-from gapstream.config import PipelineConfig
+from gapstream.config import PipelineConfig, load_config
 from gapstream.meta import load_meta
 from gapstream.training.clips import load_clips
 from gapstream.training.footage import evaluate_footage, render_markdown, summary
 
 from .helpers import brightness_model, make_video_frames
 
+PER_FRAME = load_config(None, {"post.smooth_window_s": 0})
+
+
+def per_frame_yaml(folder: Path) -> str:
+    """A config file that decides frame by frame (no score history), for the CLI."""
+    path = folder / "per_frame.yaml"
+    path.write_text("post:\n  smooth_window_s: 0\n")
+    return str(path)
 FPS = 10
 
 
@@ -72,7 +80,8 @@ def test_labels_and_split(tmp_path: Path) -> None:
 
 def test_eval_clips_counts_recall_and_false_positives_exactly(bright: Path, tmp_path: Path) -> None:
     make_labelled_clips(tmp_path / "clips")
-    report = evaluate_footage([bright], tmp_path / "clips", "eval")
+    # Frame by frame (no score history), so that each designed frame counts as itself.
+    report = evaluate_footage([bright], tmp_path / "clips", "eval", config=PER_FRAME)
     r = report["models"][bright.name]
     walk, yard = r["clips"]
     assert (walk["frames"], walk["person_frames"], walk["empty_frames"]) == (30, 20, 10)
@@ -121,7 +130,8 @@ def test_eval_scores_several_clip_folders_as_one_set(bright: Path, tmp_path: Pat
          "segments": [{"start": 0.0, "end": 2.0, "person": False}]}]}))
     r = subprocess.run([sys.executable, "-m", "gapstream", "eval", "--clips", str(tmp_path / "a"), "--clips",
                         str(tmp_path / "b"), "--split", "train", "--models", str(bright), "--tune-decision",
-                        "0.3", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                        "0.3", "--config", per_frame_yaml(tmp_path), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "out" / "footage.json").read_text())
     m = rep["models"][bright.name]
@@ -215,10 +225,12 @@ def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_p
     clips = [{"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
              for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]
     (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    quiet = {"output.stats_interval": 0, "post.smooth_window_s": 0}
     before = [r.person_prob for r in Pipeline(str(root / "noperson" / "yard.mp4"), str(model),
-                                              load_config(None, {"output.stats_interval": 0})).run()]
+                                              load_config(None, quiet)).run()]
     assert 0.5 < max(before) < 0.99, max(before)  # the grey frames are flagged at the default 0.5
-    cmd = [sys.executable, "-m", "gapstream", "eval", "--clips", str(root), "--models", str(model)]
+    cmd = [sys.executable, "-m", "gapstream", "eval", "--clips", str(root), "--models", str(model),
+           "--config", per_frame_yaml(tmp_path)]
     r = subprocess.run([*cmd, "--split", "val", "--tune-decision", "0", "--write-meta", "--out",
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -228,7 +240,7 @@ def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_p
     decision = rep["decision"]
     assert decision["frame_fp_rate"] == 0 and decision["frame_recall"] == pytest.approx(0.5, abs=0.06)
     for overrides, flagged in (({}, 10), ({"post.score_threshold": 0.5}, 20)):
-        cfg = load_config(None, {"output.stats_interval": 0, **overrides})
+        cfg = load_config(None, {**quiet, **overrides})
         got = sum(r.is_person for r in Pipeline(str(root / "people" / "walk.mp4"), str(model), cfg).run())
         assert got == flagged, overrides
     bad = subprocess.run([*cmd, "--split", "eval", "--tune-decision", "0.01"], capture_output=True, text=True,

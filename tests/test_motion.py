@@ -88,10 +88,10 @@ def bright(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(model: Path, video: Path, **over: object) -> list[tuple[bool, int]]:
-    """(person?, number of boxes) per frame, without the gate unless ``over`` turns it on; a
-    Result's frame is only valid until the next one."""
+    """(person?, number of boxes) per frame, without the gate unless ``over`` turns it on, and
+    frame by frame (no score history); a Result's frame is only valid until the next one."""
     cfg = load_config(None, {"post.score_threshold": 0.0, "motion.warmup_frames": 5, "motion.enabled": False,
-                             **over})
+                             "post.smooth_window_s": 0, **over})
     return [(r.is_person, len(r.detections)) for r in Pipeline(str(video), str(model), cfg).run()]
 
 
