@@ -1,0 +1,91 @@
+"""Score smoothing candidates on held-out footage: one run per clip, every window after.
+
+Runs the shipped int8 model once over every clip of the given labelled folders' ``--split``
+through the run-time pipeline with smoothing off (the motion gate as configured), keeps each
+frame's (time, label, person probability), then scores the decision rules of stop 12 on them:
+each frame alone, and the mean or median of the last 0.5 s or 1 s (``gapstream.smoothing``,
+the code the post stage runs). Per rule: the mean per-clip recall and the pooled false
+positives at 0.5, and R5, the mean recall at the rule's own threshold for at most 5 % pooled
+false positives (``gapstream eval --tune-decision 0.05``). Never run it on the eval split::
+
+    python benchmarks/smoothing.py --clips data/footage_target --clips data/footage_target_c \\
+        --clips data/footage_extra --split val --out benchmarks/results/smoothing_val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.config import load_config  # noqa: E402
+from gapstream.pipeline import Pipeline  # noqa: E402
+from gapstream.smoothing import ScoreHistory  # noqa: E402
+from gapstream.training.clips import folders, load_clips  # noqa: E402
+from gapstream.training.footage import DECISION_GRID  # noqa: E402
+
+RULES = {"frame": (0.0, "median"), "mean 0.5 s": (0.5, "mean"), "mean 1 s": (1.0, "mean"),
+         "median 0.5 s": (0.5, "median"), "median 1 s": (1.0, "median")}
+
+
+def frames(clips: list, model: str, config: str | None) -> dict[str, list[tuple[float, int, float]]]:
+    cfg = load_config(config)
+    cfg = replace(cfg, post=replace(cfg.post, smooth_window_s=0.0))
+    out = {}
+    for clip in clips:
+        rows = []
+        for r in Pipeline(str(clip.path), model, cfg).run():
+            label = clip.label_at(r.pts, 0.0)
+            rows.append((r.pts, -1 if label is None else int(label), r.person_prob))
+        out[clip.name] = rows
+        print(clip.name, len(rows), file=sys.stderr, flush=True)
+    return out
+
+
+def score(dump: dict, window: float, how: str) -> dict:
+    per = {}
+    for name, rows in dump.items():
+        h = ScoreHistory(window, how)
+        p = np.array([h.update(t, q) if window else q for t, _, q in rows])
+        label = np.array([lab for _, lab, _ in rows])
+        decisive = np.where(p >= 0.5, p, 0.0)  # the argmax must be the person too
+        per[name] = (decisive[label == 1], decisive[label == 0])
+    empty = np.concatenate([e for _, e in per.values()])
+    t = next((t for t in DECISION_GRID if (empty >= t).mean() <= 0.05), DECISION_GRID[-1])
+
+    def recall(at: float) -> float:
+        return float(np.mean([(pp >= at).mean() for pp, _ in per.values() if len(pp)]))
+
+    return {"threshold": t, "R5": recall(t), "recall_at_0.5": recall(0.5),
+            "P50": float((empty >= 0.5).mean()),
+            "fp_at_0.5": {n: float((e >= 0.5).mean()) for n, (_, e) in per.items() if len(e)}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", action="append", required=True)
+    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap.add_argument("--model", default="models/gapstream_person_int8.tflite")
+    ap.add_argument("--config")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
+    dump = frames(clips, args.model, args.config)
+    report = {name: score(dump, *rule) for name, rule in RULES.items()}
+    base = report["frame"]["fp_at_0.5"]
+    for name, r in report.items():
+        rise = max(r["fp_at_0.5"][c] - base[c] for c in base)
+        print(f"{name}: own threshold {r['threshold']}, R5 {100 * r['R5']:.1f} %, recall at 0.5 "
+              f"{100 * r['recall_at_0.5']:.1f} %, P50 {100 * r['P50']:.1f} %, "
+              f"worst empty-clip rise {100 * rise:+.1f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
