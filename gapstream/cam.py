@@ -40,8 +40,18 @@ def pool_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, pooling: 
     ``keep``, an exclusion mask's per-cell weights, over the whole grid so that a person in the
     kept area scores as it would without the mask) plus ``bias``. ``topk``: per class the mean of
     the ``k`` highest scores (``k`` = ``share`` of the whole grid) among the cells ``keep`` leaves
-    at least half uncovered, plus ``bias``.
+    at least half uncovered, plus ``bias``. ``keep`` of shape ``(h, w, K)`` has weights per class.
     """
+    if keep is not None and keep.ndim == 3:  # per class: pool each class over its own cells
+        cols = [pool_logits(maps, kernel[:, j : j + 1], pooling, share, keep[:, :, j])
+                for j in range(kernel.shape[1])]
+        return _softmax(np.concatenate(cols, axis=1) + bias)
+    return _softmax(pool_logits(maps, kernel, pooling, share, keep) + bias)
+
+
+def pool_logits(maps: np.ndarray, kernel: np.ndarray, pooling: str, share: float,
+                keep: np.ndarray | None) -> np.ndarray:
+    """The pooled class scores ``(N, K)`` before the bias (see :func:`pool_probs`)."""
     n, h, w, c = maps.shape
     scores = maps.reshape(n, h * w, c) @ kernel  # (N, hw, K)
     if pooling == "topk":
@@ -52,7 +62,10 @@ def pool_probs(maps: np.ndarray, kernel: np.ndarray, bias: np.ndarray, pooling: 
     else:
         weights = np.ones(h * w, np.float32) if keep is None else keep.reshape(-1).astype(np.float32)
         pooled = (scores * weights[None, :, None]).sum(axis=1) / (h * w)
-    logits = pooled + bias
+    return pooled
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 

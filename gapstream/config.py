@@ -157,10 +157,11 @@ class MotionConfig:
     warmup_frames: int = checked(10, at_least(0))  # frames with no gate while the background forms
     dilate: bool = True  # open the 8 neighbours of a moving cell too
     # pooling: closed cells leave the pooling of both classes, as an exclusion mask does;
-    # decision: a person frame stands only if an open cell holds >= half of the person CAM's
-    # maximum (the probabilities come from the whole frame).
-    gate: str = checked("pooling", Rule(lambda v: v in ("decision", "pooling"),
-                                         "must be decision or pooling"))
+    # person: closed cells leave the person class's pooling only (the no-person evidence of the
+    # static background still counts); decision: a person frame stands only if an open cell
+    # holds >= half of the person CAM's maximum (the probabilities come from the whole frame).
+    gate: str = checked("pooling", Rule(lambda v: v in ("decision", "person", "pooling"),
+                                         "must be decision, person or pooling"))
 
 
 @dataclass

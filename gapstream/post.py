@@ -23,22 +23,29 @@ from .zones import Polygon, keep_weights, masked_probs
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
-            height: int, keep: np.ndarray | None = None,
-            smooth: Callable[[float], float] | None = None) -> tuple[int, np.ndarray, bool, Detections]:
+            height: int, keep: np.ndarray | None = None, smooth: Callable[[float], float] | None = None,
+            person_keep: np.ndarray | None = None) -> tuple[int, np.ndarray, bool, Detections]:
     """One frame's (predicted class, its low-resolution CAM, person?, boxes in frame pixels).
 
     ``keep`` (per-cell weights: an exclusion mask's, see :func:`zones.keep_weights`, and/or the
     motion gate's) applies to the maps first, so that ``probs`` is overwritten with the masked
-    probabilities; when it keeps no cell, nothing can be a person. ``smooth`` (a camera's
-    :meth:`smoothing.ScoreHistory.update` at this frame's time) then turns the frame's person
-    probability into the one that decides, also written to ``probs``.
+    probabilities; ``person_keep`` (the motion gate's ``person`` mode) likewise, for the person
+    class's pooling only. When no cell is left to the person, nothing can be a person.
+    ``smooth`` (a camera's :meth:`smoothing.ScoreHistory.update` at this frame's time) then turns
+    the frame's person probability into the one that decides, also written to ``probs``.
     """
-    if keep is not None:
-        if (keep >= 0.5).any():
-            probs[:] = masked_probs(maps, meta, keep)
+    if keep is not None or person_keep is not None:
+        both = keep if keep is not None else np.ones(maps.shape[:2], np.float32)
+        person = both if person_keep is None else both * person_keep
+        if (person >= 0.5).any():
+            per_class = both
+            if person_keep is not None:
+                per_class = np.repeat(both[:, :, None], len(probs), axis=2)
+                per_class[:, :, meta.person_index] = person
+            probs[:] = masked_probs(maps, meta, per_class)
         else:  # the bias alone would decide (the shipped model's leans to person: 0.501)
             probs[:] = no_person(probs, meta.person_index)
-        maps = maps * keep[:, :, None]
+        maps = maps * person[:, :, None]
     if smooth is not None:
         probs[:] = with_person_prob(probs, meta.person_index, smooth(float(probs[meta.person_index])))
     cls = int(np.argmax(probs))
@@ -99,7 +106,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             probs = v["probs"].copy()
             fmaps = v["maps"][: rec.maps_h, : rec.maps_w]  # this frame's own grid (see FrameRecord)
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
-            moved, smooth = None, None
+            moved, smooth, person_keep = None, None, None
             still = bool(stills) and stills[rec.camera]
             if cfg.smooth_window_s > 0 and not still:
                 history = histories.get(rec.camera) or histories.setdefault(
@@ -111,7 +118,10 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                                   rec.maps_h, rec.maps_w)
                 if moved is not None and motion.gate == "pooling":
                     keep, moved = (moved if keep is None else keep * moved), None
-            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep, smooth)
+                elif moved is not None and motion.gate == "person":
+                    person_keep, moved = moved, None
+            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep, smooth,
+                                               person_keep)
             if moved is not None and is_person and not peak_moved(cam, moved):
                 probs[:] = no_person(probs, meta.person_index)
                 cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()

@@ -136,6 +136,20 @@ def test_masked_probs_pool_the_trained_dense_layer_with_its_share() -> None:
     np.testing.assert_allclose(masked_probs(maps, meta, np.ones((10, 12))), ref, rtol=1e-5)
 
 
+def test_masked_probs_per_class_keep_pools_each_class_over_its_own_cells() -> None:
+    """The motion gate's ``person`` mode: static cells leave the person class's top-k only."""
+    rng = np.random.default_rng(2)
+    maps = rng.normal(size=(10, 12, 8)).astype(np.float32)
+    kernel, bias = rng.normal(size=(8, 2)).astype(np.float32), np.array([0.1, -0.2], np.float32)
+    keep = np.ones((10, 12, 2), np.float32)
+    keep[:, :6, 1] = 0  # the person (class 1) keeps the right half; no person keeps every cell
+    scores = maps.reshape(-1, 8) @ kernel
+    right = maps[:, 6:].reshape(-1, 8) @ kernel
+    logits = np.array([-np.sort(-scores[:, 0])[:6].mean(), -np.sort(-right[:, 1])[:6].mean()]) + bias
+    ref = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(masked_probs(maps, _meta(kernel, bias, "topk"), keep), ref, rtol=1e-5)
+
+
 def test_coverage_and_zone_scores() -> None:
     left = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
     cov = coverage([left], 4, 4)

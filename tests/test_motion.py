@@ -95,7 +95,7 @@ def run(model: Path, video: Path, **over: object) -> list[tuple[bool, int]]:
     return [(r.is_person, len(r.detections)) for r in Pipeline(str(video), str(model), cfg).run()]
 
 
-@pytest.mark.parametrize("gate", ["decision", "pooling"])
+@pytest.mark.parametrize("gate", ["decision", "person", "pooling"])
 def test_pipeline_flags_no_frame_of_a_still_scene_once_the_gate_is_up(bright: Path, tmp_path: Path,
                                                                       gate: str) -> None:
     # A bright scene is a "person" for the brightness model in every frame; nothing in it moves.
@@ -110,9 +110,10 @@ def test_pipeline_keeps_persons_where_the_picture_moves(bright: Path, tmp_path: 
     # The whole picture changes every frame (a flickering bright scene): every cell stays open.
     frames = [np.full((90, 160, 3), 170 if i % 2 else 250, np.uint8) for i in range(30)]
     flicker = make_video_frames(tmp_path / "flicker.mp4", frames, 10)
-    plain, gated = run(bright, flicker), run(bright, flicker, **{"motion.enabled": True})
-    assert len(gated) == 30 and all(p for p, _ in plain)
-    assert gated == plain
+    plain = run(bright, flicker)
+    assert len(plain) == 30 and all(p for p, _ in plain)
+    for gate in ("pooling", "person"):
+        assert run(bright, flicker, **{"motion.enabled": True, "motion.gate": gate}) == plain, gate
 
 
 def test_image_folder_is_never_gated(bright: Path, tmp_path: Path) -> None:
