@@ -37,7 +37,7 @@ class ScoreHistory:
             self._probs.clear()
         self._pts.append(pts)
         self._probs.append(prob)
-        while self._pts[0] <= pts - self.window_s + _EPS:
+        while len(self._pts) > 1 and self._pts[0] <= pts - self.window_s + _EPS:  # keeps this frame
             self._pts.popleft()
             self._probs.popleft()
         values = np.fromiter(self._probs, np.float64, len(self._probs))

@@ -32,6 +32,11 @@ def test_mean_and_a_timestamp_that_goes_back_restarts() -> None:
     assert h.update(0.1, 0.3) == pytest.approx(0.3)  # a new stream: nothing of the old one counts
 
 
+def test_a_window_shorter_than_a_frame_is_the_frame_itself() -> None:
+    h = ScoreHistory(1e-9, "median")
+    assert [h.update(i / 10, p) for i, p in enumerate([0.2, 0.9, 0.4])] == [0.2, 0.9, 0.4]
+
+
 def test_with_person_prob_shares_the_rest() -> None:
     assert with_person_prob(np.array([0.3, 0.7], np.float32), 1, 0.2).tolist() == pytest.approx([0.8, 0.2])
     three = with_person_prob(np.array([0.1, 0.3, 0.6], np.float32), 2, 0.2)
