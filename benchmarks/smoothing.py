@@ -27,7 +27,7 @@ from gapstream.config import load_config  # noqa: E402
 from gapstream.pipeline import Pipeline  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
-from gapstream.training.footage import DECISION_GRID  # noqa: E402
+from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
 
 RULES = {"frame": (0.0, "median"), "mean 0.5 s": (0.5, "mean"), "mean 1 s": (1.0, "mean"),
          "median 0.5 s": (0.5, "median"), "median 1 s": (1.0, "median")}
@@ -48,22 +48,20 @@ def frames(clips: list, model: str, config: str | None) -> dict[str, list[tuple[
 
 
 def score(dump: dict, window: float, how: str) -> dict:
-    per = {}
+    scores = []
     for name, rows in dump.items():
         h = ScoreHistory(window, how)
         p = np.array([h.update(t, q) if window else q for t, _, q in rows])
         label = np.array([lab for _, lab, _ in rows])
         decisive = np.where(p >= 0.5, p, 0.0)  # the argmax must be the person too
-        per[name] = (decisive[label == 1], decisive[label == 0])
-    empty = np.concatenate([e for _, e in per.values()])
-    t = next((t for t in DECISION_GRID if (empty >= t).mean() <= 0.05), DECISION_GRID[-1])
-
-    def recall(at: float) -> float:
-        return float(np.mean([(pp >= at).mean() for pp, _ in per.values() if len(pp)]))
-
-    return {"threshold": t, "R5": recall(t), "recall_at_0.5": recall(0.5),
-            "P50": float((empty >= 0.5).mean()),
-            "fp_at_0.5": {n: float((e >= 0.5).mean()) for n, (_, e) in per.items() if len(e)}}
+        person, empty = decisive[label == 1], decisive[label == 0]
+        scores.append(Score(name, "val", len(rows), len(person), len(empty), int((person >= 0.5).sum()),
+                            int((empty >= 0.5).sum()), person_probs=person.tolist(),
+                            empty_probs=empty.tolist()))
+    at_half, tuned = summary(scores), tune_decision(scores, 0.05)
+    return {"threshold": tuned["threshold"], "R5": tuned["mean_recall"],
+            "recall_at_0.5": at_half["mean_recall"], "P50": at_half["frame_fp_rate"],
+            "fp_at_0.5": {s.name: s.fp_rate for s in scores if s.empty_frames}}
 
 
 def main() -> None:
