@@ -357,3 +357,19 @@ def test_a_hung_inference_stage_ends_a_run_with_a_file_camera(tiny_model: Path, 
                 (proc,) = [p for p in gapstream_children() if p.name == "gapstream-infer"]
                 os.kill(proc.pid, signal.SIGSTOP)
     assert not shm_segments() and not gapstream_children()
+
+
+def test_each_camera_has_its_own_score_history(tmp_path: Path) -> None:
+    """Smoothing (on by default) keeps one history per camera: a steady bright camera must not
+    lend its "person" frames to another camera's lone bright one, batched with it."""
+    model = brightness_model(tmp_path / "model")  # a bright frame is a "person"
+    dark, light = np.full((90, 160, 3), 20, np.uint8), np.full((90, 160, 3), 230, np.uint8)
+    make_video_frames(tmp_path / "blink.mp4", [dark] * 10 + [light] + [dark] * 9, fps=10)
+    make_video_frames(tmp_path / "steady.mp4", [light] * 20, fps=10)
+    cfg = load_config(None, {"sources": [{"name": "blink", "uri": str(tmp_path / "blink.mp4")},
+                                         {"name": "steady", "uri": str(tmp_path / "steady.mp4")}],
+                             "infer.batch_size": 4, "output.stats_interval": 0, "motion.enabled": False})
+    flags: dict[str, list[bool]] = {"blink": [], "steady": []}
+    for r in MultiPipeline(model=str(model), config=cfg).run():
+        flags[r.camera].append(r.is_person)
+    assert flags == {"blink": [False] * 20, "steady": [True] * 20}
