@@ -148,19 +148,20 @@ class PostConfig:
 @dataclass
 class MotionConfig:
     # Only cells of the conv-map grid that moved within hold_s seconds may make a person
-    # (gapstream/motion.py); on by default since stop 11 (chosen on held-out footage, model card).
+    # (gapstream/motion.py); on by default since stop 11, in person mode with a 30 s hold since
+    # stop 12 (both chosen on held-out footage, model card).
     enabled: bool = True
     threshold: float = checked(20.0, between(0, 255, strict=True))  # grey levels from the background
     background_alpha: float = checked(0.02, between(0, 1, strict=True))  # background update per frame
     min_share: float = checked(0.03, between(0, 1, strict=True))  # share of a cell's pixels that move
-    hold_s: float = checked(3.0, at_least(0))  # a cell stays open this long after its last motion
+    hold_s: float = checked(30.0, at_least(0))  # a cell stays open this long after its last motion
     warmup_frames: int = checked(10, at_least(0))  # frames with no gate while the background forms
     dilate: bool = True  # open the 8 neighbours of a moving cell too
     # pooling: closed cells leave the pooling of both classes, as an exclusion mask does;
     # person: closed cells leave the person class's pooling only (the no-person evidence of the
     # static background still counts); decision: a person frame stands only if an open cell
     # holds >= half of the person CAM's maximum (the probabilities come from the whole frame).
-    gate: str = checked("pooling", Rule(lambda v: v in ("decision", "person", "pooling"),
+    gate: str = checked("person", Rule(lambda v: v in ("decision", "person", "pooling"),
                                          "must be decision, person or pooling"))
 
 

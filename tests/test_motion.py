@@ -61,7 +61,7 @@ def test_dilation_opens_the_neighbours() -> None:
 
 def test_motion_gate_is_on_by_default_and_checked() -> None:
     motion = load_config(None).motion
-    assert motion.enabled and motion.gate == "pooling" and motion.hold_s == 3.0
+    assert motion.enabled and motion.gate == "person" and motion.hold_s == 30.0
     with pytest.raises(ConfigError, match="motion.threshold"):
         load_config(None, {"motion.threshold": 300})
     with pytest.raises(ConfigError, match="motion.hold_s"):
