@@ -87,6 +87,23 @@ def test_scene_set_takes_every_source_and_holds_out_validation(tmp_path: Path) -
     assert sum(counts["clips"]) + sum(vcounts.get("clips", [0, 0])) <= 22
 
 
+def test_a_second_external_folder_adds_sources_and_keeps_the_first_ones(tmp_path: Path) -> None:
+    """``--external`` is repeatable: the images drawn from the first folder stay the same."""
+    src = make_sources(tmp_path)
+    more = tmp_path / "more"
+    for sub, label in (("pos/street", 1), ("neg/road", 0)):
+        (more / sub).mkdir(parents=True)
+        for i in range(5):
+            cv2.imwrite(str(more / sub / f"{i:03d}.jpg"), np.full((60, 90, 3), 30 + 40 * label + i, np.uint8))
+    one, one_val = build_scene_set(None, None, None, src["external"])
+    two, two_val = build_scene_set(None, None, None, [src["external"], more])
+    assert set(two.counts()) == {"cam", "pets", "street", "road"}
+    assert two.counts()["street"][0] == 0 and two.counts()["road"][1] == 0
+    first = np.isin(two.source, ["cam", "pets"])
+    assert np.array_equal(two.x[first], one.x) and np.array_equal(two.y[first], one.y)
+    assert len(two_val.y) == len(one_val.y) + 2  # every 10th image of each folder is validation
+
+
 def test_scale_mix_keeps_the_set_and_adds_close_and_tiny_persons(tmp_path: Path) -> None:
     """``scale_mix``: as many images, still paired, with persons outside the surveillance range."""
     src = make_sources(tmp_path)

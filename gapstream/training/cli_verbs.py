@@ -44,7 +44,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     scenes.add_argument("--inria-neg", metavar="DIR", help="person-free scenes (INRIA Train/neg)")
     scenes.add_argument("--crops", metavar="DIR",
                         help="INRIA 96x160 person crops pasted into --inria-neg scenes")
-    scenes.add_argument("--external", metavar="DIR", help="real photos in pos/<source>/ and neg/<source>/")
+    scenes.add_argument("--external", metavar="DIR", action="append", default=[],
+                        help="real photos in pos/<source>/ and neg/<source>/ (repeatable)")
     scenes.add_argument("--footage", metavar="DIR", action="append", default=[],
                         help="labelled real videos (labels.json, by eye or from gapstream.training.teacher); "
                              "their val sources are validation only (repeatable)")

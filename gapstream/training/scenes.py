@@ -226,12 +226,12 @@ SCALE_REGIMES = (((0.06, 0.6), 0.6), ((0.6, 1.2), 0.2), ((0.03, 0.08), 0.2))
 
 
 def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crops: str | Path | None,
-                    external: str | Path | None, seed: int = 0, every_s: float = 0.12,
+                    external: str | Path | Sequence[str | Path] | None, seed: int = 0, every_s: float = 0.12,
                     composites_per_scene: int = 2, scale_mix: bool = False,
                     footage: str | Path | Sequence[str | Path] | None = None, boxer: Boxer | None = None,
                     twin_rule: TwinRule | None = None) -> tuple[SceneSet, SceneSet]:
-    """``(train, val)`` from every source given (None skips a source); ``footage`` may be one
-    labelled video folder or several.
+    """``(train, val)`` from every source given (None skips a source); ``external`` and
+    ``footage`` may each be one folder or several.
 
     ``boxer``: person boxes of an image (the teacher's). With it every real training image with
     persons (clip frames, external photos) that :func:`.twins.make_twins` can cover becomes a
@@ -284,9 +284,10 @@ def build_scene_set(clips: str | Path | None, inria_neg: str | Path | None, crop
                     lo, hi = SCALE_REGIMES[int(pick)][0]
                 add(composite(bg, person_crops, rng, min_frac=lo, max_frac=hi)[0], 1, tag)
                 add(composite(bg, others, rng)[0] if rng.random() < 0.5 else bg, 0, tag)
-    if external:
+    # folder by folder, so that adding a folder leaves the images drawn from the earlier ones unchanged
+    for root in folders(external):
         for label, sub in ((1, "pos"), (0, "neg")):
-            for folder in sorted(p for p in (Path(external) / sub).glob("*") if p.is_dir()):
+            for folder in sorted(p for p in (root / sub).glob("*") if p.is_dir()):
                 files = image_files(folder)
                 for i, path in enumerate(rng.permutation(len(files))):
                     img = read_rgb(files[path])
