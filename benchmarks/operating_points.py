@@ -1,0 +1,103 @@
+"""Models at matched false-positive budgets on held-out footage, through the default run time.
+
+Runs each model over every clip of the given labelled folders' ``--split`` through the run-time
+pipeline (``Pipeline(...).run()``, the code of ``gapstream run`` and ``eval``; the config's motion
+gate and score smoothing included), keeps each frame's (time, label, person probability), then
+reports per model:
+
+* R2 / R5: the mean per-clip recall at the model's own threshold for at most 2 % / 5 % pooled
+  false positives on the empty frames (``gapstream eval --tune-decision``'s rule);
+* recall and pooled false positives (P50) at 0.5;
+* the largest rise of one empty clip's false positives at the model's 5 % threshold over the
+  first model's at its own (the first model is the baseline).
+
+Stop 13's table (``benchmarks/results/stop13.md``); never run it on the eval split::
+
+    python benchmarks/operating_points.py --clips data/footage_target --clips data/footage_target_c \\
+        --clips data/footage_extra --split val --model A=models/gapstream_person_int8.tflite \\
+        --model E3=runs/ens-e3/models/gapstream_person_int8.tflite --out benchmarks/results/stop13_val.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.config import load_config  # noqa: E402
+from gapstream.pipeline import Pipeline  # noqa: E402
+from gapstream.training.clips import folders, load_clips  # noqa: E402
+from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
+
+Dump = dict[str, list[tuple[float, int, float]]]
+
+
+def frames(clips: list, model: str, config: str | None) -> Dump:
+    """Each clip's (pts, label, person probability) per frame; label -1 where no label applies."""
+    cfg = load_config(config)
+    out = {}
+    for clip in clips:
+        rows = []
+        for r in Pipeline(str(clip.path), model, cfg).run():
+            label = clip.label_at(r.pts, 0.0)
+            rows.append((r.pts, -1 if label is None else int(label), r.person_prob))
+        out[clip.name] = rows
+        print(clip.name, len(rows), file=sys.stderr, flush=True)
+    return out
+
+
+def scores(dump: Dump, threshold: float = 0.5) -> list[Score]:
+    """Per-clip counts at ``threshold``, with the probabilities :func:`tune_decision` needs."""
+    out = []
+    for name, rows in dump.items():
+        p = np.array([q for _, _, q in rows])
+        label = np.array([lab for _, lab, _ in rows])
+        decisive = np.where(p >= 0.5, p, 0.0)  # the argmax must be the person too
+        person, empty = decisive[label == 1], decisive[label == 0]
+        out.append(Score(name, "val", len(rows), len(person), len(empty), int((person >= threshold).sum()),
+                         int((empty >= threshold).sum()), person_probs=person.tolist(),
+                         empty_probs=empty.tolist()))
+    return out
+
+
+def operating_points(dump: Dump) -> dict:
+    """R2, R5 and their thresholds, figures at 0.5, and each empty clip's FP at the 5 % threshold."""
+    s = scores(dump)
+    half, t2, t5 = summary(s), tune_decision(s, 0.02), tune_decision(s, 0.05)
+    at5 = scores(dump, t5["threshold"])
+    return {"R2": t2["mean_recall"], "t2": t2["threshold"], "reached2": t2["reached"],
+            "R5": t5["mean_recall"], "t5": t5["threshold"], "reached5": t5["reached"],
+            "recall_0.5": half["mean_recall"], "P50": half["frame_fp_rate"],
+            "fp_t5": {x.name: x.fp_rate for x in at5 if x.empty_frames}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", action="append", required=True)
+    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=TFLITE",
+                    help="the first is the baseline (repeatable)")
+    ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
+    report = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        report[name] = operating_points(frames(clips, path, args.config))
+    base = next(iter(report.values()))["fp_t5"]
+    for name, r in report.items():
+        rise = max(r["fp_t5"][c] - base[c] for c in base)
+        print(f"{name}: R2 {100 * r['R2']:.1f} % (t2 {r['t2']}{'' if r['reached2'] else ', not reached'}), "
+              f"R5 {100 * r['R5']:.1f} % (t5 {r['t5']}), recall at 0.5 {100 * r['recall_0.5']:.1f} %, "
+              f"P50 {100 * r['P50']:.1f} %, worst empty-clip rise at t5 {100 * rise:+.1f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
