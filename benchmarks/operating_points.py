@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.config import load_config  # noqa: E402
+from gapstream.config import PipelineConfig, load_config  # noqa: E402
 from gapstream.pipeline import Pipeline  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
 from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
@@ -36,9 +36,8 @@ from gapstream.training.footage import Score, summary, tune_decision  # noqa: E4
 Dump = dict[str, list[tuple[float, int, float]]]
 
 
-def frames(clips: list, model: str, config: str | None) -> Dump:
+def frames(clips: list, model: str, cfg: PipelineConfig) -> Dump:
     """Each clip's (pts, label, person probability) per frame; label -1 where no label applies."""
-    cfg = load_config(config)
     out = {}
     for clip in clips:
         rows = []
@@ -88,7 +87,7 @@ def main() -> None:
     report = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        report[name] = operating_points(frames(clips, path, args.config))
+        report[name] = operating_points(frames(clips, path, load_config(args.config)))
     base = next(iter(report.values()))["fp_t5"]
     for name, r in report.items():
         rise = max(r["fp_t5"][c] - base[c] for c in base)

@@ -20,48 +20,28 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from operating_points import Dump, frames, scores  # noqa: E402  (benchmarks/, beside this file)
+
 from gapstream.config import load_config  # noqa: E402
-from gapstream.pipeline import Pipeline  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
-from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
+from gapstream.training.footage import summary, tune_decision  # noqa: E402
 
 RULES = {"frame": (0.0, "median"), "mean 0.5 s": (0.5, "mean"), "mean 1 s": (1.0, "mean"),
          "median 0.5 s": (0.5, "median"), "median 1 s": (1.0, "median")}
 
 
-def frames(clips: list, model: str, config: str | None) -> dict[str, list[tuple[float, int, float]]]:
-    cfg = load_config(config)
-    cfg = replace(cfg, post=replace(cfg.post, smooth_window_s=0.0))
-    out = {}
-    for clip in clips:
-        rows = []
-        for r in Pipeline(str(clip.path), model, cfg).run():
-            label = clip.label_at(r.pts, 0.0)
-            rows.append((r.pts, -1 if label is None else int(label), r.person_prob))
-        out[clip.name] = rows
-        print(clip.name, len(rows), file=sys.stderr, flush=True)
-    return out
-
-
-def score(dump: dict, window: float, how: str) -> dict:
-    scores = []
+def score(dump: Dump, window: float, how: str) -> dict:
+    smoothed = {}
     for name, rows in dump.items():
         h = ScoreHistory(window, how)
-        p = np.array([h.update(t, q) if window else q for t, _, q in rows])
-        label = np.array([lab for _, lab, _ in rows])
-        decisive = np.where(p >= 0.5, p, 0.0)  # the argmax must be the person too
-        person, empty = decisive[label == 1], decisive[label == 0]
-        scores.append(Score(name, "val", len(rows), len(person), len(empty), int((person >= 0.5).sum()),
-                            int((empty >= 0.5).sum()), person_probs=person.tolist(),
-                            empty_probs=empty.tolist()))
-    at_half, tuned = summary(scores), tune_decision(scores, 0.05)
+        smoothed[name] = [(t, lab, h.update(t, q) if window else q) for t, lab, q in rows]
+    s = scores(smoothed)
+    at_half, tuned = summary(s), tune_decision(s, 0.05)
     return {"threshold": tuned["threshold"], "R5": tuned["mean_recall"],
             "recall_at_0.5": at_half["mean_recall"], "P50": at_half["frame_fp_rate"],
-            "fp_at_0.5": {s.name: s.fp_rate for s in scores if s.empty_frames}}
+            "fp_at_0.5": {x.name: x.fp_rate for x in s if x.empty_frames}}
 
 
 def main() -> None:
@@ -73,7 +53,8 @@ def main() -> None:
     ap.add_argument("--out")
     args = ap.parse_args()
     clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
-    dump = frames(clips, args.model, args.config)
+    cfg = load_config(args.config)
+    dump = frames(clips, args.model, replace(cfg, post=replace(cfg.post, smooth_window_s=0.0)))
     report = {name: score(dump, *rule) for name, rule in RULES.items()}
     base = report["frame"]["fp_at_0.5"]
     for name, r in report.items():
