@@ -191,6 +191,38 @@ def test_distillation_uses_the_teachers_probabilities(tmp_path: Path) -> None:
     assert summary["config"]["distill"] == teacher_path and (tmp_path / "student" / "model.keras").is_file()
 
 
+def test_init_starts_from_a_trained_model_and_refuses_another_architecture(tmp_path: Path) -> None:
+    """--init: training starts from the given model's weights (fine-tuning), not from a fresh head."""
+    pytest.importorskip("tensorflow")
+    from gapstream.errors import GapstreamError
+    from gapstream.training.export import load_keras
+    from gapstream.training.train_scenes import SceneTrainConfig, train_scenes
+
+    data = blob_scenes(16)
+    base_cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "base"), epochs=2, batch=8, pooling="topk",
+                                lr=1e-2)
+    train_scenes(base_cfg, data, data)
+    base_path = str(tmp_path / "base" / "model.keras")
+    # A learning rate too small to move anything: what comes out is what went in.
+    cfg = SceneTrainConfig(weights=None, out=str(tmp_path / "tuned"), epochs=1, batch=8, pooling="topk",
+                           lr=1e-12, init=base_path)
+    assert train_scenes(cfg, data, data)["config"]["init"] == base_path
+    fresh = SceneTrainConfig(weights=None, out=str(tmp_path / "fresh"), epochs=1, batch=8, pooling="topk",
+                             lr=1e-12)
+    train_scenes(fresh, data, data)
+    base, tuned, untouched = (load_keras(tmp_path / d / "model.keras") for d in ("base", "tuned", "fresh"))
+    # trainable weights only: batch-norm statistics follow the data whatever the learning rate
+    for a, b in zip(tuned.trainable_weights, base.trainable_weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    assert any(not np.allclose(np.asarray(a), np.asarray(b))
+               for a, b in zip(untouched.trainable_weights, base.trainable_weights))
+    # another random stem (seed 1, no ImageNet weights) is another architecture for --init
+    other = SceneTrainConfig(weights=None, out=str(tmp_path / "other"), epochs=1, batch=8, pooling="topk",
+                             init=base_path, seed=1)
+    with pytest.raises(GapstreamError, match="not a model of this architecture"):
+        train_scenes(other, data, data)
+
+
 def test_frozen_trunk_trains_only_the_dense_layer(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from gapstream.training.build import DENSE_NAME
@@ -218,3 +250,18 @@ def test_frozen_trunk_trains_only_the_dense_layer(tmp_path: Path) -> None:
     # the saved model's probabilities are the probe's: the whole chain runs end to end
     probs = trained.predict(x.astype(np.float32), verbose=0)
     assert probs.shape == (24, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("flag", ["--init", "--distill"])
+def test_train_from_a_missing_model_is_one_clear_error(tmp_path: Path, flag: str) -> None:
+    import subprocess
+    import sys
+
+    from .test_bad_input import assert_one_clear_error
+
+    src = make_sources(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "gapstream", "train", "--clips", str(src["clips"]),
+                        "--weights", "none", flag, str(tmp_path / "nope.keras"),
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert_one_clear_error(r, flag, "nope.keras")
+    assert not (tmp_path / "run").exists()

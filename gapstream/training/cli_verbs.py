@@ -69,6 +69,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                              "into the labels (knowledge distillation)")
     scenes.add_argument("--distill-weight", type=float, default=0.5, metavar="W",
                         help="share of the teacher's probabilities in each target (default 0.5)")
+    scenes.add_argument("--init", metavar="KERAS",
+                        help="start from this trained scene model's weights (fine-tuning; same architecture)")
     p.add_argument("--weights", required=True, metavar="PATH|none",
                    help="local Keras backbone weights, e.g. mobilenet_5_0_224_tf_no_top.h5, or 'none' "
                    "to train from scratch (nothing is ever downloaded)")
@@ -103,6 +105,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
 
     if args.distill and not Path(args.distill).is_file():
         raise GapstreamError(f"--distill {args.distill}: no such model")
+    if args.init and not Path(args.init).is_file():
+        raise GapstreamError(f"--init {args.init}: no such model")
     boxer = None
     if args.erase_twins:
         if not Path(args.erase_twins).is_file():
@@ -123,7 +127,8 @@ def train_scenes_main(args: argparse.Namespace) -> int:
                            stride=args.stride,
                            pooling=args.pooling, topk=args.topk, epochs=args.epochs, batch=args.batch,
                            lr=args.lr, l2=args.l2, flip=args.flip, seed=args.seed, distill=args.distill,
-                           distill_weight=args.distill_weight, frozen_trunk=args.frozen_trunk)
+                           distill_weight=args.distill_weight, frozen_trunk=args.frozen_trunk,
+                           init=args.init)
     summary = train_scenes(cfg, train, val)
     # int8 calibration images for export, drawn from the training images
     pick = np.random.default_rng(args.seed).choice(len(train.y), min(200, len(train.y)), replace=False)

@@ -42,6 +42,7 @@ class SceneTrainConfig:
     distill: str | None = None  # a trained scene model whose probabilities are blended into the targets
     distill_weight: float = 0.5  # the teacher's share of each target (Hinton et al.'s soft targets)
     frozen_trunk: bool = False  # train only the dense layer on the ImageNet maps (a linear probe)
+    init: str | None = None  # a trained scene model of the same architecture to start from (fine-tuning)
 
 
 def stem_features(stem: Any, x: np.ndarray, flip: bool = False, batch: int = 32) -> np.ndarray:
@@ -69,6 +70,24 @@ def per_source_accuracy(probs: np.ndarray, data: SceneSet) -> dict[str, dict]:
     return out
 
 
+def same_stem(other: Any, stem: Any) -> bool:
+    """Whether a trained scene model's frozen stem has exactly the weights of ``stem``'s."""
+    theirs, ours = other.get_layer("stem").get_weights(), stem.get_layer("stem").get_weights()
+    return len(theirs) == len(ours) and all(np.array_equal(a, b) for a, b in zip(theirs, ours))
+
+
+def start_from(model: Any, stem: Any, path: str) -> None:
+    """Set ``model``'s weights to those of the trained scene model at ``path`` (``--init``)."""
+    from .export import load_keras
+
+    init = load_keras(path)
+    shapes = [w.shape for w in init.get_weights()]
+    if not same_stem(init, stem) or shapes != [w.shape for w in model.get_weights()]:
+        raise GapstreamError(f"--init {path}: not a model of this architecture (backbone, alpha, stride, "
+                             "pooling and ImageNet stem must match)")
+    model.set_weights(init.get_weights())
+
+
 def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> np.ndarray:
     """A trained scene model's probabilities ``(N, 2)`` from the cached stem features ``feats``.
 
@@ -77,9 +96,7 @@ def teacher_probs(path: str, stem: Any, feats: np.ndarray, batch: int = 64) -> n
     from .fcn import scene_head
 
     teacher = load_keras(path)
-    theirs = teacher.get_layer("stem").get_weights()
-    ours = stem.get_layer("stem").get_weights()
-    if len(theirs) != len(ours) or not all(np.array_equal(a, b) for a, b in zip(theirs, ours)):
+    if not same_stem(teacher, stem):
         raise GapstreamError(f"--distill {path}: its frozen stem differs from this model's, so it cannot "
                              "teach from these features")
     head = scene_head(teacher)
@@ -118,6 +135,9 @@ def train_scenes(cfg: SceneTrainConfig, train: SceneSet, val: SceneSet) -> dict:
     keras.utils.set_random_seed(cfg.seed)
     model, stem, head = build_scene_model(cfg.weights, train.x.shape[1:3], cfg.alpha, cfg.stride, cfg.pooling,
                                           cfg.topk, cfg.l2, cfg.backbone)
+    if cfg.init:
+        start_from(model, stem, cfg.init)
+        log.info("starting from %s", cfg.init)
     feats, labels = stem_features(stem, train.x), train.y
     if cfg.flip:
         feats = np.concatenate([feats, stem_features(stem, train.x, flip=True)])
