@@ -83,8 +83,8 @@ def start_from(model: Any, stem: Any, path: str) -> None:
     init = load_keras(path)
     shapes = [w.shape for w in init.get_weights()]
     if not same_stem(init, stem) or shapes != [w.shape for w in model.get_weights()]:
-        raise GapstreamError(f"--init {path}: not a model of this architecture (backbone, alpha, stride, "
-                             "pooling and ImageNet stem must match)")
+        raise GapstreamError(f"--init {path}: not a model of this architecture (its backbone, alpha, stride "
+                             "and ImageNet stem must match)")
     model.set_weights(init.get_weights())
 
 
