@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from operating_points import Dump, frames, scores  # noqa: E402  (benchmarks/, beside this file)
+from operating_points import Dump, frames, scores, worst_rise  # noqa: E402  (benchmarks/, beside this file)
 
 from gapstream.config import load_config  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
@@ -58,7 +58,7 @@ def main() -> None:
     report = {name: score(dump, *rule) for name, rule in RULES.items()}
     base = report["frame"]["fp_at_0.5"]
     for name, r in report.items():
-        rise = max(r["fp_at_0.5"][c] - base[c] for c in base)
+        rise = worst_rise(r["fp_at_0.5"], base)
         print(f"{name}: own threshold {r['threshold']}, R5 {100 * r['R5']:.1f} %, recall at 0.5 "
               f"{100 * r['recall_at_0.5']:.1f} %, P50 {100 * r['P50']:.1f} %, "
               f"worst empty-clip rise {100 * rise:+.1f}")
