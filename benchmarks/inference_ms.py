@@ -49,7 +49,7 @@ def main() -> None:
             t = time.perf_counter()
             outs = [m.predict(b) for b in batches]
             ms = (time.perf_counter() - t) / (4 * len(batches)) * 1000
-            print(f"{Path(path).name}, {threads} thread(s), {w}x{h}: {ms:.1f} ms per frame")
+            print(f"{Path(path).name}, {threads} thread(s), {h}x{w} input: {ms:.1f} ms per frame")
     gate, history = MotionGate(cfg.motion), ScoreHistory(cfg.post.smooth_window_s, cfg.post.smooth)
     pcfg = resolve_post(cfg.post, model.meta)
     rate = 25.0
