@@ -79,6 +79,14 @@ def worst_rise(fp: dict[str, float], base: dict[str, float]) -> float:
     return max(fp[c] - base[c] for c in base)
 
 
+def line(name: str, r: dict, base: dict[str, float]) -> str:
+    """One model's operating points as a line, its worst rise over the baseline's ``fp_t5``."""
+    rise = worst_rise(r["fp_t5"], base)
+    return (f"{name}: R2 {100 * r['R2']:.1f} % (t2 {r['t2']}{'' if r['reached2'] else ', not reached'}), "
+            f"R5 {100 * r['R5']:.1f} % (t5 {r['t5']}), recall at 0.5 {100 * r['recall_0.5']:.1f} %, "
+            f"P50 {100 * r['P50']:.1f} %, worst empty-clip rise at t5 {100 * rise:+.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", action="append", required=True)
@@ -95,10 +103,7 @@ def main() -> None:
         report[name] = operating_points(frames(clips, path, load_config(args.config)))
     base = next(iter(report.values()))["fp_t5"]
     for name, r in report.items():
-        rise = worst_rise(r["fp_t5"], base)
-        print(f"{name}: R2 {100 * r['R2']:.1f} % (t2 {r['t2']}{'' if r['reached2'] else ', not reached'}), "
-              f"R5 {100 * r['R5']:.1f} % (t5 {r['t5']}), recall at 0.5 {100 * r['recall_0.5']:.1f} %, "
-              f"P50 {100 * r['P50']:.1f} %, worst empty-clip rise at t5 {100 * rise:+.1f}")
+        print(line(name, r, base))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
