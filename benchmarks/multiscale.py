@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operating_points import Dump, frames, line, operating_points  # noqa: E402
+from operating_points import Dump, frames, operating_points, publish  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.config import load_config  # noqa: E402
@@ -55,11 +54,7 @@ def main() -> None:
     report = {first: operating_points(dumps[0]), second: operating_points(dumps[1])}
     for how in ("max", "mean"):
         report[how] = operating_points(combine(dumps[0], dumps[1], how))
-    base = report[first]["fp_t5"]
-    for name, r in report.items():
-        print(line(name, r, base))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    publish(report, args.out)  # the first scale is the baseline
 
 
 if __name__ == "__main__":

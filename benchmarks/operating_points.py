@@ -87,6 +87,15 @@ def line(name: str, r: dict, base: dict[str, float]) -> str:
             f"P50 {100 * r['P50']:.1f} %, worst empty-clip rise at t5 {100 * rise:+.1f}")
 
 
+def publish(report: dict[str, dict], out: str | None) -> None:
+    """Print one line per entry against the first entry as the baseline; write the JSON if asked."""
+    base = next(iter(report.values()))["fp_t5"]
+    for name, r in report.items():
+        print(line(name, r, base))
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", action="append", required=True)
@@ -101,11 +110,7 @@ def main() -> None:
     for spec in args.model:
         name, _, path = spec.partition("=")
         report[name] = operating_points(frames(clips, path, load_config(args.config)))
-    base = next(iter(report.values()))["fp_t5"]
-    for name, r in report.items():
-        print(line(name, r, base))
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    publish(report, args.out)
 
 
 if __name__ == "__main__":
