@@ -27,10 +27,10 @@ from gapstream.training.clips import folders, load_clips  # noqa: E402
 
 def combine(a: Dump, b: Dump, how: str) -> Dump:
     """Frame by frame max or mean of two dumps of the same clips."""
+    pick = max if how == "max" else (lambda p, q: (p + q) / 2)
     out = {}
     for name, rows in a.items():
         assert len(rows) == len(b[name]), f"{name}: the two scales decoded other frames"
-        pick = max if how == "max" else (lambda p, q: (p + q) / 2)
         out[name] = [(t, lab, pick(p, q)) for (t, lab, p), (_, _, q) in zip(rows, b[name])]
     return out
 
@@ -50,8 +50,7 @@ def main() -> None:
     cfg = load_config(args.config)
     dumps = [frames(clips, args.model, dataclasses.replace(cfg, model=dataclasses.replace(
         cfg.model, input_long_side=side))) for side in args.long_side]
-    first, second = (f"at {s}" for s in args.long_side)
-    report = {first: operating_points(dumps[0]), second: operating_points(dumps[1])}
+    report = {f"at {side}": operating_points(d) for side, d in zip(args.long_side, dumps)}
     for how in ("max", "mean"):
         report[how] = operating_points(combine(dumps[0], dumps[1], how))
     publish(report, args.out)  # the first scale is the baseline
