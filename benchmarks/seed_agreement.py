@@ -1,0 +1,84 @@
+"""How much runs of one training recipe that differ only in their seed disagree on held-out footage.
+
+Runs every model over the clips' ``--split`` through the default run time (``operating_points.frames``,
+the code of ``gapstream run``), takes each clip's frame rate at the fixed threshold 0.5 (recall on
+its person frames, false positives on its empty frames), and reports, for every pair of models
+within one recipe, the mean absolute per-clip difference in points. A recipe whose seeds agree can
+be judged on one run; one whose seeds do not cannot. Stop 15's figures (``benchmarks/results/stop15.md``);
+never run it on the eval split::
+
+    M=gapstream_person_int8.tflite; S=runs/v2-topk-seed
+    python benchmarks/seed_agreement.py --clips data/footage_target --clips data/footage_target_c \\
+        --clips data/footage_extra --split val \\
+        --recipe A=models/$M,${S}1/models/$M,${S}2/models/$M,${S}3/models/$M \\
+        --recipe LPFT=runs/v2-lpft-seed0/models/$M,runs/v2-lpft-seed1/models/$M
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from operating_points import Dump, frames  # noqa: E402
+
+from gapstream.config import load_config  # noqa: E402
+from gapstream.training.clips import folders, load_clips  # noqa: E402
+
+
+def clip_rates(dump: Dump) -> dict[tuple[str, str], float]:
+    """Each clip's share of frames at or above 0.5: ``("person", clip)`` recall, ``("empty", clip)`` FP."""
+    out = {}
+    for name, rows in dump.items():
+        label = np.array([lab for _, lab, _ in rows])
+        p = np.array([q for _, _, q in rows])
+        for value, kind in ((1, "person"), (0, "empty")):
+            if (label == value).any():
+                out[(kind, name)] = float((p[label == value] >= 0.5).mean())
+    return out
+
+
+def disagreement(dumps: list[Dump]) -> dict[str, list[float]]:
+    """Per pair of runs, the mean absolute per-clip difference (points) of recall and of false positives."""
+    rates = [clip_rates(d) for d in dumps]
+    out: dict[str, list[float]] = {"person_recall": [], "empty_fp": []}
+    for a, b in itertools.combinations(rates, 2):
+        for kind, key in (("person", "person_recall"), ("empty", "empty_fp")):
+            diffs = [abs(a[k] - b[k]) for k in a if k[0] == kind]
+            out[key].append(round(100 * float(np.mean(diffs)), 1))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clips", action="append", required=True)
+    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap.add_argument("--recipe", action="append", required=True, metavar="NAME=TFLITE,TFLITE[,...]",
+                    help="two or more models trained by one recipe with different seeds (repeatable)")
+    ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    recipes = {}
+    for spec in args.recipe:
+        name, _, paths = spec.partition("=")
+        recipes[name] = paths.split(",")
+        if len(recipes[name]) < 2:
+            ap.error(f"--recipe {name}: give at least two models")
+    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
+    cfg = load_config(args.config)
+    report = {name: disagreement([frames(clips, p, cfg) for p in paths]) for name, paths in recipes.items()}
+    for name, r in report.items():
+        print(f"{name}: per-clip recall differs by {r['person_recall']} points, "
+              f"false positives by {r['empty_fp']} (one value per pair of runs)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
