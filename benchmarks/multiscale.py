@@ -12,17 +12,12 @@ this screens the idea; a run-time version would combine before smoothing). Repor
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operating_points import Dump, frames, operating_points, publish  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.config import load_config  # noqa: E402
-from gapstream.training.clips import folders, load_clips  # noqa: E402
+from operating_points import Dump, footage, footage_parser, frames, operating_points, publish  # noqa: E402
 
 
 def combine(a: Dump, b: Dump, how: str) -> Dump:
@@ -36,18 +31,13 @@ def combine(a: Dump, b: Dump, how: str) -> Dump:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", action="append", required=True)
-    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap = footage_parser(__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/gapstream_person_int8.tflite")
     ap.add_argument("--long-side", action="append", type=int, required=True, help="exactly two")
-    ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
-    ap.add_argument("--out")
     args = ap.parse_args()
     if len(args.long_side) != 2:
         ap.error("give --long-side twice")
-    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
-    cfg = load_config(args.config)
+    clips, cfg = footage(args)
     dumps = [frames(clips, args.model, dataclasses.replace(cfg, model=dataclasses.replace(
         cfg.model, input_long_side=side))) for side in args.long_side]
     report = {f"at {side}": operating_points(d) for side, d in zip(args.long_side, dumps)}

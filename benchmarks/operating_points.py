@@ -96,22 +96,32 @@ def publish(report: dict[str, dict], out: str | None) -> None:
         Path(out).write_text(json.dumps(report, indent=1) + "\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def footage_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the options the held-out-footage benchmarks share: --clips, --split, --config, --out."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--clips", action="append", required=True)
     ap.add_argument("--split", default="val", choices=["val", "train"])
-    ap.add_argument("--model", action="append", required=True, metavar="NAME=TFLITE",
-                    help="the first is the baseline (repeatable)")
     ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
     ap.add_argument("--out")
+    return ap
+
+
+def footage(args: argparse.Namespace) -> tuple[list, PipelineConfig]:
+    """The labelled clips of ``--clips`` in ``--split``, and the pipeline config of ``--config``."""
+    return [c for root in folders(args.clips) for c in load_clips(root, args.split)], load_config(args.config)
+
+
+def main() -> None:
+    ap = footage_parser(__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=TFLITE",
+                    help="the first is the baseline (repeatable)")
     args = ap.parse_args()
-    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
+    clips, cfg = footage(args)
     report = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        report[name] = operating_points(frames(clips, path, load_config(args.config)))
+        report[name] = operating_points(frames(clips, path, cfg))
     publish(report, args.out)
-
 
 if __name__ == "__main__":
     main()

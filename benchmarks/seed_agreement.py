@@ -16,7 +16,6 @@ never run it on the eval split::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -25,11 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from operating_points import Dump, frames  # noqa: E402
-
-from gapstream.config import load_config  # noqa: E402
-from gapstream.training.clips import folders, load_clips  # noqa: E402
+from operating_points import Dump, footage, footage_parser, frames  # noqa: E402
 
 
 def clip_rates(dump: Dump) -> dict[tuple[str, str], float]:
@@ -56,13 +51,9 @@ def disagreement(dumps: list[Dump]) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", action="append", required=True)
-    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap = footage_parser(__doc__.split("\n")[0])
     ap.add_argument("--recipe", action="append", required=True, metavar="NAME=TFLITE,TFLITE[,...]",
                     help="two or more models trained by one recipe with different seeds (repeatable)")
-    ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
-    ap.add_argument("--out")
     args = ap.parse_args()
     recipes = {}
     for spec in args.recipe:
@@ -70,8 +61,7 @@ def main() -> None:
         recipes[name] = paths.split(",")
         if len(recipes[name]) < 2:
             ap.error(f"--recipe {name}: give at least two models")
-    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
-    cfg = load_config(args.config)
+    clips, cfg = footage(args)
     report = {name: disagreement([frames(clips, p, cfg) for p in paths]) for name, paths in recipes.items()}
     for name, r in report.items():
         print(f"{name}: per-clip recall differs by {r['person_recall']} points, "
