@@ -123,5 +123,6 @@ def main() -> None:
         report[name] = operating_points(frames(clips, path, cfg))
     publish(report, args.out)
 
+
 if __name__ == "__main__":
     main()

@@ -24,18 +24,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operating_points import Dump, footage, footage_parser, frames  # noqa: E402
+from operating_points import Dump, footage, footage_parser, frames, scores  # noqa: E402
 
 
 def clip_rates(dump: Dump) -> dict[tuple[str, str], float]:
-    """Each clip's share of frames at or above 0.5: ``("person", clip)`` recall, ``("empty", clip)`` FP."""
+    """Each clip's rates at 0.5 (``scores``): ``("person", clip)`` recall, ``("empty", clip)`` FP."""
     out = {}
-    for name, rows in dump.items():
-        label = np.array([lab for _, lab, _ in rows])
-        p = np.array([q for _, _, q in rows])
-        for value, kind in ((1, "person"), (0, "empty")):
-            if (label == value).any():
-                out[(kind, name)] = float((p[label == value] >= 0.5).mean())
+    for s in scores(dump):
+        if s.person_frames:
+            out[("person", s.name)] = s.recall
+        if s.empty_frames:
+            out[("empty", s.name)] = s.fp_rate
     return out
 
 
