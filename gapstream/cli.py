@@ -159,6 +159,9 @@ def _add_model_verbs(sub: argparse._SubParsersAction) -> None:
         ("eval", "recall and false positives on real clips and image folders; accuracy and localisation "
          "(CorLoc, AP@0.5) on the INRIA test split",
          cli_verbs.add_eval_args, cli_verbs.eval_main),
+        ("data", "rebuild the git-ignored training and validation data from dataset manifests "
+         "(configs/datasets/) and git copies of their source repositories",
+         cli_verbs.add_data_args, cli_verbs.data_main),
     ):
         p = sub.add_parser(name, help=help_, description=help_)
         add(p)

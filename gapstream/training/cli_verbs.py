@@ -377,3 +377,26 @@ def eval_main(args: argparse.Namespace) -> int:
                 "cam_threshold": threshold, "box_scale": list(box_scale),
             }, threshold, box_scale)
     return 0
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST",
+                   help="dataset manifests, e.g. configs/datasets/*.json")
+    p.add_argument("--mirrors", action="append", default=[], metavar="DIR",
+                   help="folder holding git copies of the source repositories (OWNER+NAME/repo or "
+                        "OWNER/NAME); repeatable. Not needed when every file is already in place")
+    p.add_argument("--root", default=".", metavar="DIR", help="where each manifest's dest is (default .)")
+
+
+def data_main(args: argparse.Namespace) -> int:
+    from .manifests import load_manifest, materialise
+
+    manifests = [load_manifest(m) for m in args.manifests]  # all checked before anything is written
+    for m in manifests:
+        done = materialise(m, [Path(d) for d in args.mirrors], args.root)
+        print(f"gapstream: {m.name}: {done.written} written, {done.present} already in place "
+              f"({Path(args.root) / m.dest})")
+    return 0
