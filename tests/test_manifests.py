@@ -58,6 +58,8 @@ def test_data_rebuilds_files_and_labels(tmp_path, mirror, capsys):
     mirrors, commit, files = mirror
     a, b = _manifests(tmp_path, commit, files)
     root = tmp_path / "root"
+    assert main(["data", str(a), str(b), "--root", str(root), "--sources"]) == 0
+    assert capsys.readouterr().out.split() == [f"owner/name@{commit}"]
     assert main(["data", str(a), str(b), "--mirrors", str(mirrors), "--root", str(root)]) == 0
     assert (root / "data/clips_x/noperson/c.mp4").read_bytes() == files["clip.mp4"]
     assert (root / "data/imgs_x/neg/g/a.jpg").read_bytes() == files["imgs/a.jpg"]
@@ -68,6 +70,8 @@ def test_data_rebuilds_files_and_labels(tmp_path, mirror, capsys):
     # A second run needs no mirror: everything is in place with the right bytes.
     assert main(["data", str(a), str(b), "--root", str(root)]) == 0
     assert "imgs: 0 written, 2 already in place" in capsys.readouterr().out
+    assert main(["data", str(a), str(b), "--root", str(root), "--sources"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 def test_data_never_overwrites_other_bytes(tmp_path, mirror, capsys):

@@ -389,12 +389,19 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="folder holding git copies of the source repositories (OWNER+NAME/repo or "
                         "OWNER/NAME); repeatable. Not needed when every file is already in place")
     p.add_argument("--root", default=".", metavar="DIR", help="where each manifest's dest is (default .)")
+    p.add_argument("--sources", action="store_true",
+                   help="only list the repositories (OWNER/NAME@COMMIT) whose files are not in place yet")
 
 
 def data_main(args: argparse.Namespace) -> int:
-    from .manifests import load_manifest, materialise
+    from .manifests import load_manifest, materialise, missing_groups
 
     manifests = [load_manifest(m) for m in args.manifests]  # all checked before anything is written
+    if args.sources:
+        for src in sorted({f"{g.source.repo}@{g.source.commit}" for m in manifests
+                           for g in missing_groups(m, args.root)}):
+            print(src)
+        return 0
     for m in manifests:
         done = materialise(m, [Path(d) for d in args.mirrors], args.root)
         print(f"gapstream: {m.name}: {done.written} written, {done.present} already in place "

@@ -189,6 +189,18 @@ def _present(path: Path) -> str | None:
     return _sha(path.read_bytes()) if path.is_file() else None
 
 
+def _in_place(group: Group, base: Path) -> tuple[list[Path], list[str | None], bool]:
+    targets = [base / e.dest for e in group.entries]
+    have = [_present(t) for t in targets]
+    ok = all(h is not None for h in have) and _digest(group, have) == group.sha256  # type: ignore[arg-type]
+    return targets, have, ok
+
+
+def missing_groups(manifest: Manifest, root: str | Path = ".") -> list[Group]:
+    """The groups of ``manifest`` not yet in place under ``root`` with the right bytes."""
+    return [g for g in manifest.groups if not _in_place(g, Path(root) / manifest.dest)[2]]
+
+
 def materialise(manifest: Manifest, mirrors: Sequence[Path], root: str | Path = ".") -> Written:
     """Write the manifest's files under ``root/dest``, checking every digest first.
 
@@ -197,9 +209,8 @@ def materialise(manifest: Manifest, mirrors: Sequence[Path], root: str | Path = 
     base = Path(root) / manifest.dest
     written = present = 0
     for group in manifest.groups:
-        targets = [base / e.dest for e in group.entries]
-        have = [_present(t) for t in targets]
-        if all(h is not None for h in have) and _digest(group, have) == group.sha256:  # type: ignore[arg-type]
+        targets, have, ok = _in_place(group, base)
+        if ok:
             present += len(targets)
             continue
         git_dir = find_mirror(mirrors, group.source.repo)
