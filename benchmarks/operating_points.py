@@ -115,13 +115,30 @@ def main() -> None:
     ap = footage_parser(__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", required=True, metavar="NAME=TFLITE",
                     help="the first is the baseline (repeatable)")
+    ap.add_argument("--dumps", metavar="DIR",
+                    help="keep each model's per-frame probabilities in DIR/NAME.json and reuse them when "
+                         "there, so a model added later does not re-run the others")
     args = ap.parse_args()
     clips, cfg = footage(args)
     report = {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        report[name] = operating_points(frames(clips, path, cfg))
+        report[name] = operating_points(cached_frames(clips, path, cfg, args.dumps, name))
     publish(report, args.out)
+
+
+def cached_frames(clips: list, model: str, cfg: PipelineConfig, dumps: str | None, name: str) -> Dump:
+    """:func:`frames`, read from ``dumps/name.json`` when a dump of the same clips is there."""
+    path = Path(dumps) / f"{name}.json" if dumps else None
+    if path is not None and path.is_file():
+        dump = {k: [tuple(r) for r in v] for k, v in json.loads(path.read_text())["frames"].items()}
+        if sorted(dump) == sorted(c.name for c in clips):
+            return dump
+    dump = frames(clips, model, cfg)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"model": model, "frames": dump}))
+    return dump
 
 
 if __name__ == "__main__":
