@@ -112,3 +112,22 @@ def test_manifest_paths_stay_inside_the_collection(tmp_path, mirror):
     b.write_text(json.dumps(raw))
     with pytest.raises(Exception, match="relative path inside the collection"):
         load_manifest(b)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs" / "datasets").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_manifests_are_well_formed(path: Path):
+    m = load_manifest(path)
+    assert m.dest.startswith("data/") and m.groups
+    for g in m.groups:
+        assert len(g.sha256) == 64 and int(g.sha256, 16) >= 0
+    for clip in (m.labels or {}).get("clips", []):
+        segs = clip["segments"]
+        assert all(s["start"] < s["end"] for s in segs)
+        assert all(a["end"] <= b["start"] for a, b in zip(segs, segs[1:]))
+        if clip.get("labelled_by") == "eye":  # by eye: whole clip, contiguous, from 0
+            assert segs[0]["start"] == 0 and abs(segs[-1]["end"] - clip["duration_s"]) < 0.1
+            assert all(a["end"] == b["start"] for a, b in zip(segs, segs[1:]))
+        assert clip["file"].startswith("noperson/") == (not any(s["person"] for s in segs))
