@@ -78,13 +78,14 @@ def test_data_never_overwrites_other_bytes(tmp_path, mirror, capsys):
     mirrors, commit, files = mirror
     _, b = _manifests(tmp_path, commit, files)
     root = tmp_path / "root"
-    mine = root / "data/imgs_x/neg/g/a.jpg"
+    mine = root / "data/imgs_x/neg/g/renamed.jpg"  # the group's second file
     mine.parent.mkdir(parents=True)
     mine.write_bytes(b"my own file")
     assert main(["data", str(b), "--mirrors", str(mirrors), "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("gapstream: error:") and "never overwritten" in err
     assert mine.read_bytes() == b"my own file"
+    assert not (root / "data/imgs_x/neg/g/a.jpg").exists()  # nothing of the refused group is written
 
 
 def test_data_refuses_a_source_that_differs(tmp_path, mirror, capsys):

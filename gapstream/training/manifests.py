@@ -148,8 +148,11 @@ def find_mirror(mirrors: Sequence[Path], repo: str) -> Path:
 
 def _blobs(git_dir: Path, commit: str, paths: Sequence[str]) -> Iterator[bytes]:
     """The bytes of ``paths`` at ``commit``, in order, from one ``git cat-file --batch``."""
-    proc = subprocess.Popen(["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        proc = subprocess.Popen(["git", f"--git-dir={git_dir}", "cat-file", "--batch"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        raise DataError(f"cannot run git to read {git_dir}: {exc}") from exc
     assert proc.stdin is not None and proc.stdout is not None
     try:
         for path in paths:
@@ -219,13 +222,14 @@ def materialise(manifest: Manifest, mirrors: Sequence[Path], root: str | Path = 
         if _digest(group, hashes) != group.sha256:
             raise DataError(f"{manifest.name}: {group.source.repo}@{group.source.commit[:12]} does not "
                             f"match the manifest's sha256 ({len(blobs)} file(s))")
+        clash = [t for t, h, want in zip(targets, have, hashes) if h is not None and h != want]
+        if clash:  # before writing any of the group, so that a refused group is not left half-written
+            raise DataError(f"{clash[0]} exists with other bytes than the manifest's; move it away first "
+                            "(it is never overwritten)")
         for t, h, data, want in zip(targets, have, blobs, hashes):
             if h == want:
                 present += 1
                 continue
-            if h is not None:
-                raise DataError(f"{t} exists with other bytes than the manifest's; move it away first "
-                                "(it is never overwritten)")
             t.parent.mkdir(parents=True, exist_ok=True)
             tmp = t.with_name(t.name + ".part")
             tmp.write_bytes(data)
