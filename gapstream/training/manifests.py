@@ -174,7 +174,6 @@ def _blobs(git_dir: Path, commit: str, paths: Sequence[str]) -> Iterator[bytes]:
 class Written:
     """What materialising one manifest did."""
 
-    name: str
     written: int
     present: int  # already there with the right bytes
 
@@ -237,7 +236,7 @@ def materialise(manifest: Manifest, mirrors: Sequence[Path], root: str | Path = 
             written += 1
     if manifest.labels is not None:
         _write_labels(base / "labels.json", manifest.labels)
-    return Written(manifest.name, written, present)
+    return Written(written, present)
 
 
 def _write_labels(path: Path, labels: dict) -> None:
