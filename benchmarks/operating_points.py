@@ -96,11 +96,11 @@ def publish(report: dict[str, dict], out: str | None) -> None:
         Path(out).write_text(json.dumps(report, indent=1) + "\n")
 
 
-def footage_parser(description: str) -> argparse.ArgumentParser:
+def footage_parser(description: str, splits: tuple[str, ...] = ("val", "train")) -> argparse.ArgumentParser:
     """A parser with the options the held-out-footage benchmarks share: --clips, --split, --config, --out."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--clips", action="append", required=True)
-    ap.add_argument("--split", default="val", choices=["val", "train"])
+    ap.add_argument("--split", default="val", choices=list(splits))
     ap.add_argument("--config", help="pipeline config (default: configs/default.yaml's defaults)")
     ap.add_argument("--out")
     return ap
