@@ -40,6 +40,7 @@ from operating_points import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.gapmodel import GapModel  # noqa: E402
+from gapstream.motion import Background  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
 
@@ -72,20 +73,14 @@ def crop_box(blob: tuple[int, int, int, int], scale: float, width: int, height: 
 def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict[str, list[float]]:
     """Per frame and crop model, the highest person probability of the frame's crops (0: none)."""
     out: dict[str, list[float]] = {name: [] for name in models}
-    background: np.ndarray | None = None
+    background = Background(MOTION_THRESHOLD, BACKGROUND_ALPHA)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for n, frame in enumerate(container.decode(stream), 1):
             img = frame.to_ndarray(format="rgb24")
             h, w = img.shape[:2]
-            mask_size = (MASK_WIDTH, round(h * MASK_WIDTH / w))
-            grey = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), mask_size,
-                              interpolation=cv2.INTER_AREA).astype(np.float32)
-            if background is None:
-                background = grey.copy()
-            moving = (cv2.absdiff(grey, background) > MOTION_THRESHOLD).astype(np.uint8)
-            cv2.accumulateWeighted(grey, background, BACKGROUND_ALPHA)
+            moving = background.moving(img, (MASK_WIDTH, round(h * MASK_WIDTH / w))).astype(np.uint8)
             blobs = moving_blobs(moving) if n > WARMUP else []
             if not blobs:
                 for name in models:

@@ -20,31 +20,42 @@ from .config import MotionConfig
 PIXELS_PER_CELL = 8
 
 
+class Background:
+    """A running-average grey background at one size; :meth:`moving` marks what differs from it."""
+
+    def __init__(self, threshold: float, alpha: float) -> None:
+        self.threshold, self.alpha = threshold, alpha
+        self._bg: np.ndarray | None = None
+
+    def moving(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """A float32 0/1 mask of ``size`` (width, height): the pixels of the RGB ``frame`` that differ
+        from the background by more than ``threshold`` grey levels; then the background learns the
+        frame. A new size starts a new background from this frame."""
+        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size,
+                          interpolation=cv2.INTER_AREA).astype(np.float32)
+        if self._bg is None or self._bg.shape != grey.shape:
+            self._bg = grey.copy()
+        moving = (cv2.absdiff(grey, self._bg) > self.threshold).astype(np.float32)
+        cv2.accumulateWeighted(grey, self._bg, self.alpha)
+        return moving
+
+
 class MotionGate:
     """One camera's motion state; :meth:`keep` is called once per frame, in order."""
 
     def __init__(self, cfg: MotionConfig) -> None:
         self.cfg = cfg
-        self._bg: np.ndarray | None = None
+        self._background = Background(cfg.threshold, cfg.background_alpha)
         self._last: np.ndarray | None = None  # per cell: the pts of its last motion
-        self._frames = 0
-
-    def _reset(self, grey: np.ndarray, grid: tuple[int, int]) -> None:
-        self._bg = grey.copy()
-        self._last = np.full(grid, -np.inf)
         self._frames = 0
 
     def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int) -> np.ndarray | None:
         """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
         None while the background is still being learnt (the first ``warmup_frames``)."""
-        size = (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL)
-        grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size,
-                          interpolation=cv2.INTER_AREA).astype(np.float32)
-        if self._bg is None or self._last is None or self._last.shape != (grid_h, grid_w):
-            self._reset(grey, (grid_h, grid_w))
-        assert self._bg is not None and self._last is not None
-        moving = (cv2.absdiff(grey, self._bg) > self.cfg.threshold).astype(np.float32)
-        cv2.accumulateWeighted(grey, self._bg, self.cfg.background_alpha)
+        moving = self._background.moving(frame, (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL))
+        if self._last is None or self._last.shape != (grid_h, grid_w):  # the background restarted too
+            self._last = np.full((grid_h, grid_w), -np.inf)
+            self._frames = 0
         share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
         active = share >= self.cfg.min_share
         if self.cfg.dilate:  # a person's evidence spills into the neighbouring cells
