@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -70,9 +71,9 @@ def crop_box(blob: tuple[int, int, int, int], scale: float, width: int, height: 
     return left_i, top_i, left_i + s, top_i + s
 
 
-def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict[str, list[float]]:
-    """Per frame and crop model, the highest person probability of the frame's crops (0: none)."""
-    out: dict[str, list[float]] = {name: [] for name in models}
+def moving_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray, list[tuple[int, int, int, int]]]]:
+    """Each frame of a video: its number (from 1), time, RGB pixels and moving blobs (none while the
+    background warms up)."""
     background = Background(MOTION_THRESHOLD, BACKGROUND_ALPHA)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -81,18 +82,29 @@ def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict
             img = frame.to_ndarray(format="rgb24")
             h, w = img.shape[:2]
             moving = background.moving(img, (MASK_WIDTH, round(h * MASK_WIDTH / w))).astype(np.uint8)
-            blobs = moving_blobs(moving) if n > WARMUP else []
-            if not blobs:
-                for name in models:
-                    out[name].append(0.0)
-                continue
-            boxes = [crop_box(b, w / MASK_WIDTH, w, h, min_side) for b in blobs]
-            side = (CROP_SIDE, CROP_SIDE)
-            crops = np.stack([cv2.resize(img[y0:y1, x0:x1], side, interpolation=cv2.INTER_AREA)
-                              for x0, y0, x1, y1 in boxes])
-            for name, model in models.items():
-                probs, _ = model.predict(crops)
-                out[name].append(float(probs[:, model.meta.person_index].max()))
+            yield n, float(frame.time or 0.0), img, moving_blobs(moving) if n > WARMUP else []
+
+
+def cut(img: np.ndarray, blobs: list[tuple[int, int, int, int]], min_side: float) -> list[np.ndarray]:
+    """The frame's crops around ``blobs`` (see :func:`crop_box`), each at CROP_SIDE x CROP_SIDE."""
+    h, w = img.shape[:2]
+    boxes = [crop_box(b, w / MASK_WIDTH, w, h, min_side) for b in blobs]
+    return [cv2.resize(img[y0:y1, x0:x1], (CROP_SIDE, CROP_SIDE), interpolation=cv2.INTER_AREA)
+            for x0, y0, x1, y1 in boxes]
+
+
+def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict[str, list[float]]:
+    """Per frame and crop model, the highest person probability of the frame's crops (0: none)."""
+    out: dict[str, list[float]] = {name: [] for name in models}
+    for _, _, img, blobs in moving_frames(path):
+        if not blobs:
+            for name in models:
+                out[name].append(0.0)
+            continue
+        crops = np.stack(cut(img, blobs, min_side))
+        for name, model in models.items():
+            probs, _ = model.predict(crops)
+            out[name].append(float(probs[:, model.meta.person_index].max()))
     return out
 
 

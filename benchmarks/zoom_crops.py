@@ -17,15 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import av
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zoom import BACKGROUND_ALPHA, CROP_SIDE, MASK_WIDTH, MOTION_THRESHOLD, WARMUP, crop_box, moving_blobs  # noqa: E402
+from zoom import cut, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.motion import Background  # noqa: E402
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
 
@@ -36,29 +33,20 @@ def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> 
     """Write one clip's labelled crops; the counts kept per label and dropped."""
     counts = {"pos": 0, "neg": 0, "dropped": 0}
     tag = clip.name.replace("/", "__").removesuffix(".mp4")
-    background = Background(MOTION_THRESHOLD, BACKGROUND_ALPHA)
-    with av.open(str(clip.path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for n, frame in enumerate(container.decode(stream), 1):
-            img = frame.to_ndarray(format="rgb24")
-            h, w = img.shape[:2]
-            moving = background.moving(img, (MASK_WIDTH, round(h * MASK_WIDTH / w))).astype(np.uint8)
-            label = clip.label_at(float(frame.time or 0.0), MARGIN_S)
-            if n <= WARMUP or n % EVERY or label is None:
+    for n, t, img, blobs in moving_frames(clip.path):
+        label = clip.label_at(t, MARGIN_S)
+        if n % EVERY or label is None:
+            continue
+        for k, crop in enumerate(cut(img, blobs, min_side)):
+            if label and teacher.person_score(crop) < TEACHER_PERSON:
+                counts["dropped"] += 1
                 continue
-            for k, blob in enumerate(moving_blobs(moving)):
-                x0, y0, x1, y1 = crop_box(blob, w / MASK_WIDTH, w, h, min_side)
-                crop = cv2.resize(img[y0:y1, x0:x1], (CROP_SIDE, CROP_SIDE), interpolation=cv2.INTER_AREA)
-                if label and teacher.person_score(crop) < TEACHER_PERSON:
-                    counts["dropped"] += 1
-                    continue
-                kind = "pos" if label else "neg"
-                folder = out / kind / tag
-                folder.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(folder / f"{n:05d}_{k}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 92])
-                counts[kind] += 1
+            kind = "pos" if label else "neg"
+            folder = out / kind / tag
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{n:05d}_{k}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            counts[kind] += 1
     return counts
 
 
