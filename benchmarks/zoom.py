@@ -40,6 +40,7 @@ from operating_points import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.config import MotionConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.motion import Background  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
@@ -47,7 +48,7 @@ from gapstream.training.footage import summary  # noqa: E402
 
 MASK_WIDTH = 320  # the motion mask's width (the gate's background is 320 px wide at long side 640)
 CROP_SIDE = 256
-MOTION_THRESHOLD, BACKGROUND_ALPHA, WARMUP = 20.0, 0.02, 10  # as MotionConfig's defaults
+MOTION = MotionConfig()  # the gate's default background: threshold, learning rate, warm-up frames
 
 
 def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[tuple[int, int, int, int]]:
@@ -74,7 +75,7 @@ def crop_box(blob: tuple[int, int, int, int], scale: float, width: int, height: 
 def moving_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray, list[tuple[int, int, int, int]]]]:
     """Each frame of a video: its number (from 1), time, RGB pixels and moving blobs (none while the
     background warms up)."""
-    background = Background(MOTION_THRESHOLD, BACKGROUND_ALPHA)
+    background = Background(MOTION.threshold, MOTION.background_alpha)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -82,7 +83,7 @@ def moving_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray, list[tup
             img = frame.to_ndarray(format="rgb24")
             h, w = img.shape[:2]
             moving = background.moving(img, (MASK_WIDTH, round(h * MASK_WIDTH / w))).astype(np.uint8)
-            yield n, float(frame.time or 0.0), img, moving_blobs(moving) if n > WARMUP else []
+            yield n, float(frame.time or 0.0), img, moving_blobs(moving) if n > MOTION.warmup_frames else []
 
 
 def cut(img: np.ndarray, blobs: list[tuple[int, int, int, int]], min_side: float) -> list[np.ndarray]:
