@@ -12,7 +12,8 @@ smoothed the same way). Reported with ``operating_points.py``'s figures, the bas
         --clips data/footage_extra --split val --dumps runs/dumps --min-side 3 \\
         --crop Z3=models/gapstream_person_int8.tflite --out benchmarks/results/stop17_val.json
 
-This screens the idea offline; the run time has no zoom (it lost, stop 17). With ``--split eval``
+This screens the idea offline, with the run time's regions (``gapstream/zoom.py``; the run time
+has it as ``zoom.enabled``, off by default). With ``--split eval``
 (``--clips ../shared/data/clips``) it only records each clip's recall and false positives at the
 run-time decision threshold 0.5, as ``gapstream eval`` does: nothing is tuned there.
 """
@@ -25,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,69 +40,36 @@ from operating_points import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.config import MotionConfig  # noqa: E402
+from gapstream.config import MotionConfig, ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
-from gapstream.motion import Background  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
+from gapstream.zoom import Box, Regions, cut  # noqa: E402
 
-MASK_WIDTH = 320  # the motion mask's width (the gate's background is 320 px wide at long side 640)
 CROP_SIDE = 256
-MOTION = MotionConfig()  # the gate's default background: threshold, learning rate, warm-up frames
 
 
-def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 motion mask."""
-    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # sensor noise
-    m = cv2.dilate(m, np.ones((5, 5), np.uint8))  # one person's parts into one blob
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
-    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3])) for s in blobs[:k]]
-
-
-def crop_box(blob: tuple[int, int, int, int], scale: float, width: int, height: int,
-             min_side: float) -> tuple[int, int, int, int]:
-    """A square frame region around ``blob`` (mask pixels times ``scale``): twice its longer side,
-    at least ``height / min_side``, at most the frame's shorter side, shifted inside the frame."""
-    x0, y0, x1, y1 = (v * scale for v in blob)
-    side = min(max(2 * max(x1 - x0, y1 - y0), height / min_side), height, width)
-    left = min(max((x0 + x1 - side) / 2, 0), width - side)
-    top = min(max((y0 + y1 - side) / 2, 0), height - side)
-    s, left_i, top_i = round(side), round(left), round(top)
-    return left_i, top_i, left_i + s, top_i + s
-
-
-def moving_frames(path: Path) -> Iterator[tuple[int, float, np.ndarray, list[tuple[int, int, int, int]]]]:
-    """Each frame of a video: its number (from 1), time, RGB pixels and moving blobs (none while the
-    background warms up)."""
-    background = Background(MOTION.threshold, MOTION.background_alpha)
+def moving_frames(path: Path, min_side: float) -> Iterator[tuple[int, float, np.ndarray, list[Box]]]:
+    """Each frame of a video: its number (from 1), time, RGB pixels and zoom regions (the run
+    time's :class:`gapstream.zoom.Regions` with the default motion background)."""
+    regions = Regions(ZoomConfig(min_side=min_side), MotionConfig())
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for n, frame in enumerate(container.decode(stream), 1):
             img = frame.to_ndarray(format="rgb24")
-            h, w = img.shape[:2]
-            moving = background.moving(img, (MASK_WIDTH, round(h * MASK_WIDTH / w))).astype(np.uint8)
-            yield n, float(frame.time or 0.0), img, moving_blobs(moving) if n > MOTION.warmup_frames else []
-
-
-def cut(img: np.ndarray, blobs: list[tuple[int, int, int, int]], min_side: float) -> list[np.ndarray]:
-    """The frame's crops around ``blobs`` (see :func:`crop_box`), each at CROP_SIDE x CROP_SIDE."""
-    h, w = img.shape[:2]
-    boxes = [crop_box(b, w / MASK_WIDTH, w, h, min_side) for b in blobs]
-    return [cv2.resize(img[y0:y1, x0:x1], (CROP_SIDE, CROP_SIDE), interpolation=cv2.INTER_AREA)
-            for x0, y0, x1, y1 in boxes]
+            yield n, float(frame.time or 0.0), img, regions.find(img)
 
 
 def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict[str, list[float]]:
     """Per frame and crop model, the highest person probability of the frame's crops (0: none)."""
     out: dict[str, list[float]] = {name: [] for name in models}
-    for _, _, img, blobs in moving_frames(path):
-        if not blobs:
+    for _, _, img, regions in moving_frames(path, min_side):
+        if not regions:
             for name in models:
                 out[name].append(0.0)
             continue
-        crops = np.stack(cut(img, blobs, min_side))
+        crops = cut(img, regions, CROP_SIDE)
         for name, model in models.items():
             probs, _ = model.predict(crops)
             out[name].append(float(probs[:, model.meta.person_index].max()))

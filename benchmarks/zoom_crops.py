@@ -20,11 +20,12 @@ from pathlib import Path
 import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zoom import cut, moving_frames  # noqa: E402
+from zoom import CROP_SIDE, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
+from gapstream.zoom import cut  # noqa: E402
 
 EVERY, MARGIN_S, TEACHER_PERSON = 6, 0.3, 0.5
 
@@ -33,11 +34,11 @@ def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> 
     """Write one clip's labelled crops; the counts kept per label and dropped."""
     counts = {"pos": 0, "neg": 0, "dropped": 0}
     tag = clip.name.replace("/", "__").removesuffix(".mp4")
-    for n, t, img, blobs in moving_frames(clip.path):
+    for n, t, img, regions in moving_frames(clip.path, min_side):
         label = clip.label_at(t, MARGIN_S)
-        if n % EVERY or label is None:
+        if n % EVERY or label is None or not regions:
             continue
-        for k, crop in enumerate(cut(img, blobs, min_side)):
+        for k, crop in enumerate(cut(img, regions, CROP_SIDE)):
             if label and teacher.person_score(crop) < TEACHER_PERSON:
                 counts["dropped"] += 1
                 continue

@@ -166,6 +166,21 @@ class MotionConfig:
 
 
 @dataclass
+class ZoomConfig:
+    # Motion-region zoom (gapstream/zoom.py): up to `crops` square crops of the full-size frame
+    # around the largest moving blobs (the motion gate's background), each through a crop model
+    # at input_size x input_size; the frame's person probability is the larger of the whole
+    # frame's and the crops' (smoothed alike). Off by default: it raises recall on far persons
+    # and false positives on moving animals (model card, stops 17-18).
+    enabled: bool = False
+    model: str = ""  # the crop model; empty: the run's own model
+    crops: int = checked(2, at_least(1))
+    min_side: float = checked(3.0, at_least(1))  # a crop is at least 1/min_side of the frame height
+    input_size: int = checked(256, at_least(32))
+    min_area: int = checked(6, at_least(1))  # smallest blob, in pixels of the 320-px wide motion mask
+
+
+@dataclass
 class BufferConfig:
     frame_slots: int = checked(16, at_least(2))  # frames in flight between capture and the sinks
     live_frame_slots: int = checked(6, at_least(2))  # fewer for live sources: bounded latency
@@ -249,6 +264,7 @@ class PipelineConfig:
     infer: InferConfig = field(default_factory=InferConfig)
     post: PostConfig = field(default_factory=PostConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
+    zoom: ZoomConfig = field(default_factory=ZoomConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     events: EventsConfig = field(default_factory=EventsConfig)

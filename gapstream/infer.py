@@ -16,6 +16,7 @@ from .gapmodel import GapModel
 from .meta import ModelMeta
 from .results import FrameRecord
 from .ring import EOS, Ring
+from .zoom import Zoom, ZoomSpec
 
 
 def _next(ring: Ring, stop: Any, beat: Callable[[], None]) -> tuple[int, FrameRecord] | None:
@@ -73,7 +74,8 @@ class Models:
     """
 
     def __init__(self, model_path: str, mcfg: ModelConfig, batch_size: int,
-                 sizes: list[tuple[int, int] | None], beat: Callable[[], None]) -> None:
+                 sizes: list[tuple[int, int] | None], beat: Callable[[], None],
+                 zoom: ZoomSpec | None = None) -> None:
         self.path, self.threads, self.batch_size = model_path, mcfg.num_threads or None, batch_size
         self.sizes, self.long_side = sizes, mcfg.input_long_side
         self._models: dict[tuple[int, int], tuple[GapModel, np.ndarray]] = {}
@@ -81,6 +83,7 @@ class Models:
         for size in dict.fromkeys(s for s in sizes if s is not None):
             self.get(size)
             beat()
+        self.zoom: Zoom | None = zoom.build(self.threads) if zoom is not None else None
 
     def get(self, size: tuple[int, int] | None) -> tuple[GapModel, np.ndarray]:
         """The model at ``size`` (None: the model's own) and an input buffer for a full batch."""
@@ -122,19 +125,21 @@ def _run_groups(models: Models, rings: list[Ring], ring_of: list[int], batch: li
     for size, pos in groups.items():
         model, buf = models.get(size)
         if not run_batch(model, models.path, buf, [rings[ring_of[i]] for i in pos], [batch[i] for i in pos],
-                         maps, stop, counters, beat):
+                         maps, stop, counters, beat, models.zoom):
             return False
     return True
 
 
 def run_stage(model_path: str, input_size: tuple[int, int] | None, mcfg: ModelConfig, icfg: InferConfig,
-              frames: Ring, maps: Ring, stop: Any, counters: Any, beat: Callable[[], None]) -> None:
+              frames: Ring, maps: Ring, stop: Any, counters: Any, beat: Callable[[], None],
+              zoom: ZoomSpec | None = None) -> None:
     """Inference process: resize once, run batches, publish probabilities and conv maps.
 
     ``input_size`` None: each frame at the keep-aspect input of its own size (see :class:`Models`).
+    ``zoom``: each frame's motion-region crops also run through the crop model (gapstream/zoom.py).
     """
     try:
-        models = Models(model_path, mcfg, icfg.batch_size, [input_size], beat)
+        models = Models(model_path, mcfg, icfg.batch_size, [input_size], beat, zoom)
         beat()
         while not stop.is_set():
             first = _next(frames, stop, beat)
@@ -151,11 +156,12 @@ def run_stage(model_path: str, input_size: tuple[int, int] | None, mcfg: ModelCo
 
 def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Ring],
               batch: list[tuple[int, FrameRecord]], maps: Ring, stop: Any, counters: Any,
-              beat: Callable[[], None] | None = None) -> bool:
+              beat: Callable[[], None] | None = None, zoom: Zoom | None = None) -> bool:
     """One batch (frame ``i`` in ``rings[i]``) through the model into the maps ring; False if stopped.
 
     Every frame of the batch is resized to ``model.input_size``; each frame's maps go to the
-    top-left ``(maps_h, maps_w)`` corner of its maps slot, recorded in its FrameRecord.
+    top-left ``(maps_h, maps_w)`` corner of its maps slot, recorded in its FrameRecord. With
+    ``zoom``, each frame's crops are looked at too, in order, and recorded in ``rec.zoom``.
     """
     t0 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
@@ -170,6 +176,9 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     if mh > slot_h or mw > slot_w or mc != slot_c:  # a planning error, not the model's
         raise ModelError(f"{model_path}: conv maps {expected} do not fit the maps slots "
                          f"{(slot_h, slot_w, slot_c)}")
+    if zoom is not None:
+        for i, (slot, rec) in enumerate(batch):
+            rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w])
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)

@@ -43,6 +43,7 @@ from .pipeline import (
     _watchdog_limits,
     close_stages,
     direct_decode,
+    plan_zoom,
     resolve_model,
     resolve_post,
     start_stages,
@@ -53,6 +54,7 @@ from .signals import StopFlag, stop_on_signals
 from .sinks import Sink, sink_factories
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
+from .zoom import ZoomSpec
 
 log = logging.getLogger("gapstream")
 
@@ -71,6 +73,7 @@ class MultiPlan:
     input_sizes: list[tuple[int, int] | None]
     maps_grids: list[tuple[int, int]]  # per camera: (h, w) of its largest conv-map grid
     maps_shape: tuple[int, int, int]  # a maps slot: the largest grid of all cameras, and the channels
+    zoom: ZoomSpec | None = None  # motion-region zoom (gapstream/zoom.py), when enabled
 
 
 class _Totals:
@@ -171,7 +174,7 @@ class MultiPipeline:
         grids = [(h, w) for _, (h, w, _) in planned]
         maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), planned[0][1][2])
         return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, annotate, input_sizes, grids,
-                         maps_shape)
+                         maps_shape, plan_zoom(cfg, model_path, infos))
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""
@@ -262,7 +265,7 @@ class MultiPipeline:
                                (info, src, ring, stop, cc, beats.beat(f"capture:{n}"), first_indices[k], t0)))
             stages += [
                 ("infer", run_infer, (str(plan.model_path), plan.input_sizes, cfg.model, cfg.infer, rings,
-                                      maps, stop, counters, beats.beat("infer"))),
+                                      maps, stop, counters, beats.beat("infer"), plan.zoom)),
                 ("post", post.run_stage, (meta, plan.post, plan.annotate, maps, rings, results, stop,
                                           counters, beats.beat("post"), [src.masks for src in plan.sources],
                                           cfg.motion, [info.kind == "images" for info in plan.infos])),
@@ -437,20 +440,21 @@ def camera_line(stats: dict[str, dict[str, int]]) -> str:
 
 def run_infer(model_path: str, input_sizes: list[tuple[int, int] | None], mcfg: ModelConfig,
               icfg: InferConfig, rings: list[Ring], maps: Ring, stop: Any, counters: Any,
-              beat: Callable[[], None]) -> None:
+              beat: Callable[[], None], zoom: ZoomSpec | None = None) -> None:
     """Inference process over several frame rings: batches mix cameras in arrival order.
 
     One thread per ring moves its ready frames to a local queue as the batches take them (so
     that a live ring can still take back its oldest waiting frame); a ring that ends (or
     whose camera failed) just stops contributing. Camera ``k``'s frames run at
     ``input_sizes[k]`` (None: at their own size's, see :class:`infer.Models`): a batch is split
-    by input size, one interpreter call per size, keeping each camera's order.
+    by input size, one interpreter call per size, keeping each camera's order. ``zoom``: as in
+    :func:`infer.run_stage`.
     """
     local: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=max(icfg.batch_size, len(rings)))
     threads = [threading.Thread(target=_forward, args=(k, ring, local, stop), daemon=True)
                for k, ring in enumerate(rings)]
     try:
-        models = Models(model_path, mcfg, icfg.batch_size, input_sizes, beat)
+        models = Models(model_path, mcfg, icfg.batch_size, input_sizes, beat, zoom)
         for t in threads:
             t.start()
         open_rings = len(rings)

@@ -38,6 +38,7 @@ from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
+from .zoom import ZoomSpec
 
 log = logging.getLogger("gapstream")
 
@@ -65,6 +66,7 @@ class Plan:
     frame_slots: int
     input_size: tuple[int, int] | None  # network input (h, w); None: each frame's own (infer.Models)
     maps_shape: tuple[int, int, int]  # a maps slot (h, w, C): the largest grid a frame may have
+    zoom: ZoomSpec | None = None  # motion-region zoom (gapstream/zoom.py), when enabled
 
 
 @dataclass
@@ -145,7 +147,7 @@ class Pipeline:
                                             Ring.bytes_for(_maps_fields(meta, maps_shape),
                                                            cfg.buffers.result_slots))
         return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
-                    input_size=input_size, maps_shape=maps_shape)
+                    input_size=input_size, maps_shape=maps_shape, zoom=plan_zoom(cfg, model_path, [info]))
 
     def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
         """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
@@ -224,7 +226,7 @@ class Pipeline:
                 "capture": (capture.run_stage, (info, cfg.source, frames, stop, counters,
                                                 beats.beat("capture"), first_index, t0)),
                 "infer": (infer.run_stage, (str(plan.model_path), plan.input_size, cfg.model, cfg.infer,
-                                            frames, maps, stop, counters, beats.beat("infer"))),
+                                            frames, maps, stop, counters, beats.beat("infer"), plan.zoom)),
                 "post": (post.run_stage, (meta, plan.post, plan.annotate, maps, frames, results, stop,
                                           counters, beats.beat("post"), [cfg.source.masks], cfg.motion,
                                           [info.kind == "images"])),
@@ -337,9 +339,20 @@ def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str,
 
 
 def needs_full_frames(cfg: PipelineConfig) -> bool:
-    """Whether an output of this config shows or saves the frames themselves."""
+    """Whether an output of this config shows or saves the frames themselves, or the zoom crops them."""
     return bool(cfg.output.video or cfg.output.show or cfg.output.annotate or cfg.events.snapshots
-                or cfg.http.port is not None)
+                or cfg.http.port is not None or cfg.zoom.enabled)
+
+
+def plan_zoom(cfg: PipelineConfig, model_path: Path, infos: list[SourceInfo]) -> ZoomSpec | None:
+    """The motion-region zoom of a run (None when off): its crop model checked now, so that a bad
+    one fails before any frame flows."""
+    if not cfg.zoom.enabled:
+        return None
+    crop_model = resolve_model(cfg.zoom.model) if cfg.zoom.model else model_path
+    load_meta(crop_model)
+    stills = tuple(k for k, info in enumerate(infos) if info.kind == "images")
+    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills)
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,
@@ -348,7 +361,7 @@ def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,
     ``camera`` names it in the log in a run with several."""
     if annotate or needs_full_frames(cfg):
         raise ConfigError("source.decode_to_model: an output here needs full-size frames (video, window, "
-                          "annotation, snapshots or the live view)")
+                          "annotation, snapshots, the live view or the zoom)")
     if info.kind != "file":
         return info  # streams learn their frame size only once open: they keep the full-size path
     log.info("%sdecoding straight to the model's input size %dx%d (no output needs full frames)",

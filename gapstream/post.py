@@ -20,6 +20,7 @@ from .results import FrameRecord
 from .ring import EOS, Ring
 from .smoothing import ScoreHistory, with_person_prob
 from .zones import Polygon, keep_weights, masked_probs
+from .zoom import ZoomLook, crop_detections
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
@@ -52,6 +53,21 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     is_person, det = localize(cam, probs, meta.person_index, width, height, cfg)
     return cls, cam, is_person, det
+
+
+def zoomed(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, zoom_prob: float,
+           look: ZoomLook) -> tuple[int, np.ndarray, bool, Detections] | None:
+    """:func:`analyse`'s result when the crops' (smoothed) ``zoom_prob`` beats the whole frame's
+    decided probability in ``probs`` (then overwritten), with the person crops' boxes; None when
+    it does not, and the whole frame's result stands."""
+    if zoom_prob <= float(probs[meta.person_index]):
+        return None
+    assert cfg.score_threshold is not None
+    probs[:] = with_person_prob(probs, meta.person_index, zoom_prob)
+    cls = int(np.argmax(probs))
+    is_person = cls == meta.person_index and zoom_prob >= cfg.score_threshold
+    cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
+    return cls, cam, is_person, crop_detections(look, cfg) if is_person else Detections.empty()
 
 
 def no_person(probs: np.ndarray, person_index: int) -> np.ndarray:
@@ -88,10 +104,13 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     not moved lately (frames reach this stage in order, per camera); with ``cfg.smooth_window_s``,
     each camera's :class:`smoothing.ScoreHistory` smooths the decision. ``stills[k]``: camera
     ``k`` is an image folder, whose frames are unrelated pictures: neither applies to it.
+    Frames with motion-region crops (``rec.zoom``) take the crops' decision where their highest
+    probability, smoothed alike, is the larger (:func:`zoomed`).
     """
     rings = frames if isinstance(frames, list) else [frames]
     gates: dict[int, MotionGate] = {}
     histories: dict[int, ScoreHistory] = {}
+    zoom_histories: dict[int, ScoreHistory] = {}
     try:
         while not stop.is_set():
             beat()
@@ -126,6 +145,15 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 probs[:] = no_person(probs, meta.person_index)
                 cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()
                 cam = cam_batch(fmaps[None], meta.dense_kernel, np.array([cls]))[0]
+            if rec.zoom is not None and not still:
+                zoom_prob = rec.zoom.prob
+                if cfg.smooth_window_s > 0:
+                    zoom_history = zoom_histories.get(rec.camera) or zoom_histories.setdefault(
+                        rec.camera, ScoreHistory(cfg.smooth_window_s, cfg.smooth))
+                    zoom_prob = zoom_history.update(rec.pts, zoom_prob)
+                by_zoom = zoomed(probs, fmaps, meta, cfg, zoom_prob, rec.zoom)
+                if by_zoom is not None:
+                    cls, cam, is_person, det = by_zoom
             maps.release(mslot)
             if annotate:
                 frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
+from .zoom import ZoomLook
 
 
 @dataclass
@@ -37,6 +38,7 @@ class FrameRecord:
     # several cameras each has its own input size), so post-processing slices [:maps_h, :maps_w].
     maps_h: int = 0
     maps_w: int = 0
+    zoom: ZoomLook | None = None  # the motion-region crops (gapstream/zoom.py); None: zoom is off
     # post-processing
     probs: np.ndarray | None = None
     cls: int = -1

@@ -1,0 +1,148 @@
+"""Motion-region zoom: a crop model on square crops around what moves, so that far persons count.
+
+The whole frame runs at a long side of 640, so a person 3 % of a 720p frame tall is under one
+16-px cell of the conv map. NVRs such as Frigate run their detector on regions around motion
+instead. Here each frame's moving blobs (the motion gate's running-average background, at
+:data:`MASK_WIDTH` px wide) give up to ``crops`` square crops of the full-size frame: twice the
+blob's longer side, at least ``1 / min_side`` of the frame height, at most its shorter side.
+Each crop runs through a crop model at ``input_size`` square in the inference stage, which
+sends the crops' regions, person probabilities and person CAMs on in the :class:`FrameRecord`.
+The post stage smooths the highest crop probability like the whole frame's and keeps the larger;
+where the crops decide, their boxes are the frame's (:func:`crop_detections`).
+Screened offline by ``benchmarks/zoom.py`` (stops 17 and 18).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .cam import cam_batch, localize
+from .config import MotionConfig, PostConfig, ZoomConfig
+from .detections import Detections
+from .gapmodel import GapModel
+from .motion import Background
+
+MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long side of 640
+
+Box = tuple[int, int, int, int]
+
+
+def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[Box]:
+    """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 uint8 mask."""
+    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # sensor noise
+    m = cv2.dilate(m, np.ones((5, 5), np.uint8))  # one person's parts into one blob
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
+    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3])) for s in blobs[:k]]
+
+
+def crop_box(blob: tuple[float, float, float, float], scale: float, width: int, height: int,
+             min_side: float) -> Box:
+    """A square frame region around ``blob`` (its pixels times ``scale``): twice its longer side,
+    at least ``height / min_side``, at most the frame's shorter side, shifted inside the frame."""
+    x0, y0, x1, y1 = (v * scale for v in blob)
+    side = min(max(2 * max(x1 - x0, y1 - y0), height / min_side), height, width)
+    left = min(max((x0 + x1 - side) / 2, 0), width - side)
+    top = min(max((y0 + y1 - side) / 2, 0), height - side)
+    s, left_i, top_i = round(side), round(left), round(top)
+    return left_i, top_i, left_i + s, top_i + s
+
+
+def cut(frame: np.ndarray, regions: list[Box], side: int) -> np.ndarray:
+    """The ``regions`` of an RGB ``frame``, each resized to ``side`` x ``side``: ``(K, side, side, 3)``."""
+    return np.stack([cv2.resize(frame[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
+                     for x0, y0, x1, y1 in regions])
+
+
+class Regions:
+    """One camera's zoom regions; :meth:`find` is called once per frame, in order."""
+
+    def __init__(self, cfg: ZoomConfig, motion: MotionConfig) -> None:
+        self.cfg, self.warmup = cfg, motion.warmup_frames
+        self._background = Background(motion.threshold, motion.background_alpha)
+        self._frames = 0
+
+    def find(self, frame: np.ndarray) -> list[Box]:
+        """The square regions of ``frame`` (RGB) around its largest moving blobs; none while the
+        background is still being learnt."""
+        h, w = frame.shape[:2]
+        mask_size = (MASK_WIDTH, max(1, round(h * MASK_WIDTH / w)))
+        moving = self._background.moving(frame, mask_size).astype(np.uint8)
+        self._frames += 1
+        if self._frames <= self.warmup:
+            return []
+        blobs = moving_blobs(moving, self.cfg.crops, self.cfg.min_area)
+        return [crop_box(b, w / MASK_WIDTH, w, h, self.cfg.min_side) for b in blobs]
+
+
+@dataclass(frozen=True)
+class ZoomLook:
+    """One frame's crops: regions ``(K, 4)`` in the frame's pixels, person probabilities ``(K,)``
+    and person CAMs ``(K, h, w)`` in [0, 1]. K is 0 when nothing moved."""
+
+    regions: np.ndarray
+    probs: np.ndarray
+    cams: np.ndarray
+
+    @property
+    def prob(self) -> float:
+        """The frame's zoom probability: its highest crop's (0 without crops)."""
+        return float(self.probs.max()) if len(self.probs) else 0.0
+
+
+@dataclass(frozen=True)
+class ZoomSpec:
+    """What the inference process needs to build its :class:`Zoom` (interpreters do not pickle)."""
+
+    cfg: ZoomConfig
+    motion: MotionConfig
+    model_path: str
+    stills: tuple[int, ...] = ()  # cameras that are image folders: unrelated pictures, no motion
+
+    def build(self, threads: int | None) -> Zoom:
+        return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills)
+
+
+class Zoom:
+    """The crop model and each camera's :class:`Regions` (in the inference stage)."""
+
+    def __init__(self, cfg: ZoomConfig, motion: MotionConfig, model_path: str, threads: int | None,
+                 stills: tuple[int, ...] = ()) -> None:
+        self.cfg, self.motion, self.stills = cfg, motion, stills
+        self.model = GapModel(model_path, threads, (cfg.input_size, cfg.input_size))
+        self._regions: dict[int, Regions] = {}
+        grid = self.model.meta.maps_shape(self.model.input_size)[:2]
+        self._none = ZoomLook(np.zeros((0, 4), np.int32), np.zeros(0, np.float32),
+                              np.zeros((0, *grid), np.float32))
+
+    def look(self, camera: int, frame: np.ndarray) -> ZoomLook | None:
+        """The crops of camera ``camera``'s next ``frame`` (RGB, full size) through the crop model;
+        None for an image folder."""
+        if camera in self.stills:
+            return None
+        if camera not in self._regions:
+            self._regions[camera] = Regions(self.cfg, self.motion)
+        found = self._regions[camera].find(frame)
+        if not found:
+            return self._none
+        probs, maps = self.model.predict(cut(frame, found, self.cfg.input_size))
+        person = self.model.meta.person_index
+        cams = cam_batch(maps, self.model.meta.dense_kernel, np.full(len(found), person))
+        return ZoomLook(np.array(found, np.int32), probs[:, person].astype(np.float32), cams)
+
+
+def crop_detections(look: ZoomLook, cfg: PostConfig) -> Detections:
+    """The boxes of the crops that are persons on their own (the run-time rule, :func:`cam.localize`,
+    on each crop's CAM), in the frame's pixels."""
+    boxes, scores = [], []
+    for (x0, y0, x1, y1), p, cam in zip(look.regions.tolist(), look.probs.tolist(), look.cams):
+        is_person, det = localize(cam, np.array([1.0 - p, p], np.float32), 1, x1 - x0, y1 - y0, cfg)
+        if is_person and len(det):
+            boxes.append(det.xyxy + np.array([x0, y0, x0, y0], np.float32))
+            scores.append(det.scores)
+    if not boxes:
+        return Detections.empty()
+    return Detections(np.concatenate(boxes).astype(np.float32), np.concatenate(scores).astype(np.float32))

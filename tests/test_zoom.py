@@ -1,0 +1,178 @@
+"""Motion-region zoom: crops around what moves, through a crop model (unit and real pipeline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gapstream import Pipeline
+from gapstream.config import MotionConfig, PostConfig, ZoomConfig, load_config
+from gapstream.errors import ConfigError
+from gapstream.meta import ModelMeta
+from gapstream.post import zoomed
+from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, moving_blobs
+
+from .helpers import brightness_model, make_video_frames
+from .test_bad_input import assert_one_clear_error, run_cli
+
+BG, SQUARE = 120, 32  # grey background; side of the white square that jumps about
+
+
+def test_blobs_largest_first_and_crop_geometry() -> None:
+    mask = np.zeros((90, 160), np.uint8)
+    mask[10:20, 10:20] = 1  # 100 px
+    mask[50:80, 100:120] = 1  # 600 px
+    mask[5:6, 150:151] = 1  # one pixel: sensor noise, opened away
+    blobs = moving_blobs(mask, k=2, min_area=6)
+    assert len(blobs) == 2
+    (x0, y0, x1, y1), second = blobs
+    assert x0 <= 100 and y0 <= 50 and x1 >= 120 and y1 >= 80  # the larger one first (dilated)
+    assert second[0] <= 10 and second[2] >= 20
+    assert moving_blobs(mask, k=1, min_area=6) == blobs[:1]
+    # Twice the longer side, square, shifted inside the frame; at least H / min_side; at most H.
+    assert crop_box((10, 10, 30, 20), 1.0, 640, 360, 3.0) == (0, 0, 120, 120)
+    assert crop_box((300, 100, 340, 200), 1.0, 640, 360, 3.0) == (220, 50, 420, 250)
+    assert crop_box((300, 100, 340, 200), 2.0, 640, 360, 3.0) == (280, 0, 640, 360)  # capped, shifted
+    assert crop_box((300, 170, 310, 180), 1.0, 640, 360, 100.0) == (295, 165, 315, 185)
+
+
+def frame_with_square(x: int, y: int) -> np.ndarray:
+    """The grey scene with the square at (x, y); x < 0: the empty scene."""
+    img = np.full((180, 320, 3), BG, np.uint8)
+    if x >= 0:
+        img[y : y + SQUARE, x : x + SQUARE] = 255
+    return img
+
+
+def positions(n: int, seed: int = 0, empty: int = 3) -> list[tuple[int, int]]:
+    """The square's places: none for ``empty`` frames (the background forms on the empty scene),
+    then a new random place in each frame."""
+    rng = np.random.default_rng(seed)
+    spots = [(int(rng.integers(10, 320 - SQUARE - 10)), int(rng.integers(10, 180 - SQUARE - 10)))
+             for _ in range(n - empty)]
+    return [(-1, -1)] * empty + spots
+
+
+def test_regions_warm_up_then_follow_what_moves() -> None:
+    regions = Regions(ZoomConfig(min_side=100.0), MotionConfig(warmup_frames=3))
+    spots = positions(8)
+    found = [regions.find(frame_with_square(x, y)) for x, y in spots]
+    assert found[:3] == [[], [], []]  # the background is still forming
+    for (x, y), boxes in zip(spots[3:], found[3:]):
+        assert boxes, (x, y)
+        x0, y0, x1, y1 = boxes[0]  # the square's new place moved most
+        assert x0 <= x and y0 <= y and x1 >= x + SQUARE and y1 >= y + SQUARE
+        assert x1 - x0 == y1 - y0 <= 3 * SQUARE  # square, about twice the dilated blob
+    still = Regions(ZoomConfig(), MotionConfig(warmup_frames=0))
+    assert [still.find(frame_with_square(50, 50)) for _ in range(5)][1:] == [[]] * 4
+
+
+META = ModelMeta(labels=["no_person", "person"], person_index=1, input_size=(64, 64),
+                 dense_kernel=np.array([[-1.0, 1.0]], np.float32), dense_bias=np.zeros(2, np.float32))
+POST = PostConfig(threshold=0.5, score_threshold=0.5, box_scale=[1.0, 1.0], min_area=0.0)
+
+
+def look_at(region: tuple[int, int, int, int], prob: float) -> ZoomLook:
+    cam = np.zeros((4, 4), np.float32)
+    cam[1:3, 1:3] = 1.0  # the middle half of the crop
+    return ZoomLook(np.array([region], np.int32), np.array([prob], np.float32), cam[None])
+
+
+def test_crop_boxes_are_in_frame_pixels() -> None:
+    det = crop_detections(look_at((100, 40, 180, 120), 0.9), POST)
+    assert len(det) == 1
+    x0, y0, x1, y1 = det.xyxy[0]
+    assert 110 <= x0 <= 130 and 50 <= y0 <= 70 and 150 <= x1 <= 170 and 90 <= y1 <= 110
+    assert not len(crop_detections(look_at((100, 40, 180, 120), 0.3), POST))  # not a person crop
+
+
+def test_the_larger_probability_decides() -> None:
+    maps = np.ones((4, 4, 1), np.float32)
+    probs = np.array([0.8, 0.2], np.float32)
+    assert zoomed(probs.copy(), maps, META, POST, 0.1, look_at((0, 0, 40, 40), 0.1)) is None
+    out = probs.copy()
+    got = zoomed(out, maps, META, POST, 0.9, look_at((0, 0, 40, 40), 0.9))
+    assert got is not None
+    cls, _, is_person, det = got
+    assert cls == 1 and is_person and len(det) == 1 and out[1] == pytest.approx(0.9)
+    # Higher than the frame's but under the decision threshold: no person, no boxes.
+    out = probs.copy()
+    got = zoomed(out, maps, META, POST, 0.4, look_at((0, 0, 40, 40), 0.4))
+    assert got is not None and not got[2] and not len(got[3]) and out[1] == pytest.approx(0.4)
+
+
+@pytest.fixture(scope="module")
+def bright(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return brightness_model(tmp_path_factory.mktemp("bright"))
+
+
+@pytest.fixture
+def jumping(tmp_path: Path) -> tuple[Path, list[tuple[int, int]]]:
+    """A grey scene (a "no person" for the brightness model) with a small white square that jumps
+    to a new place every frame: only its crop is bright enough to be a "person"."""
+    spots = positions(20, seed=1)
+    return make_video_frames(tmp_path / "jump.mp4", [frame_with_square(x, y) for x, y in spots]), spots
+
+
+def run(model: Path, video: Path, **over: object) -> list:
+    cfg = load_config(None, {"motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
+                             "zoom.min_side": 100.0, "zoom.input_size": 64, **over})
+    out = []
+    for r in Pipeline(str(video), str(model), cfg).run():
+        out.append((r.is_person, r.detections.xyxy.copy(), r.person_prob))
+    return out
+
+
+def test_pipeline_zoom_finds_the_small_bright_square(bright: Path, jumping: tuple[Path, list]) -> None:
+    video, spots = jumping
+    plain = run(bright, video)
+    assert len(plain) == 20 and not any(p for p, _, _ in plain)  # too small in the whole frame
+    zoom = run(bright, video, **{"zoom.enabled": True})
+    assert len(zoom) == 20
+    assert not any(p for p, _, _ in zoom[:3])  # the background is still forming
+    for (x, y), (is_person, boxes, prob) in zip(spots[3:], zoom[3:]):
+        assert is_person and prob >= 0.5 and len(boxes), (x, y)
+        cx, cy = x + SQUARE / 2, y + SQUARE / 2  # a box on the square, in frame pixels
+        assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes), (boxes, x, y)
+
+
+def test_zoom_never_looks_at_an_image_folder(bright: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i, (x, y) in enumerate(positions(6, seed=2, empty=0)):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), frame_with_square(x, y))
+    got = run(bright, folder, **{"zoom.enabled": True, "motion.warmup_frames": 0})
+    assert len(got) == 6 and not any(p for p, _, _ in got)
+
+
+def test_zoom_config_is_checked(tiny_model: Path, tmp_path: Path) -> None:
+    assert not load_config(None).zoom.enabled  # off by default
+    with pytest.raises(ConfigError, match="zoom.min_side"):
+        load_config(None, {"zoom.min_side": 0.5})
+    with pytest.raises(ConfigError, match="zoom.crops"):
+        load_config(None, {"zoom.crops": 0})
+    cfg = load_config(None, {"zoom.enabled": True, "source.decode_to_model": True})
+    video = make_video_frames(tmp_path / "v.mp4", [frame_with_square(10, 10)] * 3)
+    with pytest.raises(ConfigError, match="zoom"):
+        list(Pipeline(str(video), str(tiny_model), cfg).run())
+    r = run_cli(str(video), "--model", str(tiny_model), "--json", str(tmp_path / "o.jsonl"),
+                "--zoom", "--zoom-model", str(tmp_path / "missing.tflite"))
+    assert_one_clear_error(r, "missing.tflite")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list], tmp_path: Path) -> None:
+    video, _ = jumping
+    cfg = tmp_path / "zoom.yaml"
+    cfg.write_text("motion:\n  enabled: false\n  warmup_frames: 3\npost:\n  smooth_window_s: 0\n"
+                   "zoom:\n  min_side: 100\n  input_size: 64\n")
+    r = run_cli(str(video), "--model", str(bright), "--config", str(cfg), "--zoom",
+                "--json", str(tmp_path / "z.jsonl"))
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in (tmp_path / "z.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == list(range(20))
+    assert sum(x["person"] for x in lines) == 17 and all(x["boxes"] for x in lines[3:])
