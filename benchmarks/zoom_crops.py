@@ -9,6 +9,14 @@ moving thing may be a car). Crops go to ``OUT/{pos,neg}/<clip>/``, the ``--exter
 
     python benchmarks/zoom_crops.py --clips ../shared/data/clips --clips data/external5_clips \\
         --split train --teacher data/teacher/yolov8n_int8.tflite --out data/zoomcrops
+
+With ``--boxes`` (stop 18), positives only: in the same frames of person seconds, the crops
+around the teacher's two largest person boxes (confidence >= 0.5), with the same geometry, so
+that a crop model sees persons at the scale the zoom shows them, not only the few motion crops
+the teacher confirmed::
+
+    python benchmarks/zoom_crops.py --clips ../shared/data/clips --split train --boxes \\
+        --teacher data/teacher/yolov8n_int8.tflite --out data/zoomboxes
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoom import CROP_SIDE, moving_frames  # noqa: E402
@@ -25,9 +34,9 @@ from zoom import CROP_SIDE, moving_frames  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
-from gapstream.zoom import cut  # noqa: E402
+from gapstream.zoom import crop_box, cut  # noqa: E402
 
-EVERY, MARGIN_S, TEACHER_PERSON = 6, 0.3, 0.5
+EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
 
 
 def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
@@ -51,12 +60,38 @@ def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> 
     return counts
 
 
+def box_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np.ndarray]:
+    """Crops of ``img`` around its BOXES largest teacher person boxes (confidence >= 0.5)."""
+    h, w = img.shape[:2]
+    boxes = teacher.person_boxes(img, TEACHER_PERSON)
+    boxes = sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:BOXES]
+    regions = [r for r in (crop_box((b[0], b[1], b[2], b[3]), 1.0, w, h, min_side) for b in boxes)
+               if r[2] > r[0] and r[3] > r[1]]
+    return list(cut(img, regions, CROP_SIDE)) if regions else []
+
+
+def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
+    """Write one clip's teacher-box person crops (``--boxes``); the count written."""
+    counts = {"pos": 0}
+    folder = out / "pos" / clip.name.replace("/", "__").removesuffix(".mp4")
+    for n, t, img, _ in moving_frames(clip.path, min_side):
+        if n % EVERY or not clip.label_at(t, MARGIN_S):
+            continue
+        for k, crop in enumerate(box_crops(img, teacher, min_side)):
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"{n:05d}_{k}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            counts["pos"] += 1
+    return counts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", action="append", required=True)
     ap.add_argument("--split", default="train", choices=["train"])
     ap.add_argument("--teacher", required=True, help="YOLOv8n TFLite (configs/datasets/teacher.json)")
     ap.add_argument("--min-side", type=float, default=3.0)
+    ap.add_argument("--boxes", action="store_true", help="positives around the teacher's person boxes")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
@@ -64,7 +99,8 @@ def main() -> None:
         raise SystemExit(f"gapstream: error: {out} is not empty")
     teacher = YoloTeacher(args.teacher, 2)
     for clip in (c for root in folders(args.clips) for c in load_clips(root, args.split)):
-        print(clip.name, clip_crops(clip, teacher, out, args.min_side), flush=True)
+        write = clip_box_crops if args.boxes else clip_crops
+        print(clip.name, write(clip, teacher, out, args.min_side), flush=True)
 
 
 if __name__ == "__main__":
