@@ -176,3 +176,24 @@ def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list],
     lines = [json.loads(x) for x in (tmp_path / "z.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(20))
     assert sum(x["person"] for x in lines) == 17 and all(x["boxes"] for x in lines[3:])
+
+
+def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Path, list],
+                                                 tmp_path: Path) -> None:
+    """Two cameras in one run: the jumping square's camera is zoomed into from its own background,
+    while a camera whose scene (with a square that never moves) never changes gets no crop. One
+    shared background would see the two scenes alternate, and zoom into the still square too."""
+    from gapstream.multi import MultiPipeline
+
+    video, _ = jumping
+    still = make_video_frames(tmp_path / "still.mp4", [frame_with_square(140, 70)] * 20)
+    cfg = load_config(None, {
+        "sources": [{"name": "jump", "uri": str(video)}, {"name": "still", "uri": str(still)}],
+        "motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
+        "zoom.enabled": True, "zoom.min_side": 100.0, "zoom.input_size": 64, "output.stats_interval": 0,
+    })
+    seen: dict[str, list[bool]] = {"jump": [], "still": []}
+    for r in MultiPipeline(model=str(bright), config=cfg).run():
+        seen[r.camera].append(r.is_person)
+    assert seen["jump"] == [False] * 3 + [True] * 17
+    assert seen["still"] == [False] * 20
