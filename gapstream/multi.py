@@ -157,7 +157,7 @@ class MultiPipeline:
         cfg = self.config
         model_path = resolve_model(cfg.model.path)
         inputs = [u for s in cfg.sources for u in (s.uri, *capture.input_files(s.uri))]
-        check_outputs({"--json": cfg.output.json}, [str(model_path), *inputs])
+        check_outputs({"--json": cfg.output.json}, [str(model_path), cfg.zoom.model, *inputs])
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
         post_cfg = resolve_post(cfg.post, meta)

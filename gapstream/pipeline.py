@@ -131,7 +131,7 @@ class Pipeline:
         cfg = self.config
         model_path = resolve_model(cfg.model.path)
         check_outputs({"--out": cfg.output.video, "--json": cfg.output.json},
-                      [cfg.source.uri, str(model_path), *capture.input_files(cfg.source.uri)])
+                      [cfg.source.uri, str(model_path), cfg.zoom.model, *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
         post_cfg = resolve_post(cfg.post, meta)

@@ -163,6 +163,12 @@ def test_zoom_config_is_checked(tiny_model: Path, tmp_path: Path) -> None:
                 "--zoom", "--zoom-model", str(tmp_path / "missing.tflite"))
     assert_one_clear_error(r, "missing.tflite")
     assert not (tmp_path / "o.jsonl").exists()
+    crop = tmp_path / "crop.tflite"  # the crop model is an input: never written over
+    crop.write_bytes(tiny_model.read_bytes())
+    r = run_cli(str(video), "--model", str(tiny_model), "--zoom", "--zoom-model", str(crop),
+                "--json", str(crop))
+    assert_one_clear_error(r, "crop.tflite", "refusing to overwrite")
+    assert crop.read_bytes() == tiny_model.read_bytes()
 
 
 def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list], tmp_path: Path) -> None:
