@@ -92,6 +92,13 @@ def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
     return det.scaled((rec.src_w or rec.w) / rec.w, (rec.src_h or rec.h) / rec.h)
 
 
+def camera_history(histories: dict[int, ScoreHistory], camera: int, cfg: PostConfig) -> ScoreHistory:
+    """Camera ``camera``'s score history in ``histories``, made on its first frame."""
+    if camera not in histories:
+        histories[camera] = ScoreHistory(cfg.smooth_window_s, cfg.smooth)
+    return histories[camera]
+
+
 def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, frames: Ring | list[Ring],
               results: Any, stop: Any, counters: Any, beat: Callable[[], None],
               masks: Sequence[Sequence[Polygon]] = (), motion: MotionConfig | None = None,
@@ -128,9 +135,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             moved, smooth, person_keep = None, None, None
             still = bool(stills) and stills[rec.camera]
             if cfg.smooth_window_s > 0 and not still:
-                history = histories.get(rec.camera) or histories.setdefault(
-                    rec.camera, ScoreHistory(cfg.smooth_window_s, cfg.smooth))
-                smooth = partial(history.update, rec.pts)
+                smooth = partial(camera_history(histories, rec.camera, cfg).update, rec.pts)
             if motion is not None and motion.enabled and not still:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
@@ -145,12 +150,10 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 probs[:] = no_person(probs, meta.person_index)
                 cls, is_person, det = int(np.argmax(probs)), False, Detections.empty()
                 cam = cam_batch(fmaps[None], meta.dense_kernel, np.array([cls]))[0]
-            if rec.zoom is not None and not still:
+            if rec.zoom is not None:  # never for an image folder (zoom.Zoom.look)
                 zoom_prob = rec.zoom.prob
                 if cfg.smooth_window_s > 0:
-                    zoom_history = zoom_histories.get(rec.camera) or zoom_histories.setdefault(
-                        rec.camera, ScoreHistory(cfg.smooth_window_s, cfg.smooth))
-                    zoom_prob = zoom_history.update(rec.pts, zoom_prob)
+                    zoom_prob = camera_history(zoom_histories, rec.camera, cfg).update(rec.pts, zoom_prob)
                 by_zoom = zoomed(probs, fmaps, meta, cfg, zoom_prob, rec.zoom)
                 if by_zoom is not None:
                     cls, cam, is_person, det = by_zoom
