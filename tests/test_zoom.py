@@ -67,6 +67,11 @@ def test_regions_warm_up_then_follow_what_moves() -> None:
         x0, y0, x1, y1 = boxes[0]  # the square's new place moved most
         assert x0 <= x and y0 <= y and x1 >= x + SQUARE and y1 >= y + SQUARE
         assert x1 - x0 == y1 - y0 <= 3 * SQUARE  # square, about twice the dilated blob
+    # A new frame size (a stream back at another resolution): the background and its warm-up restart.
+    bigger = [np.pad(frame_with_square(x, y), ((0, 20), (0, 0), (0, 0)), constant_values=BG)
+              for x, y in spots[3:]]
+    assert [regions.find(f) for f in bigger[:3]] == [[], [], []]  # the square moves meanwhile
+    assert regions.find(bigger[3])
     still = Regions(ZoomConfig(), MotionConfig(warmup_frames=0))
     assert [still.find(frame_with_square(50, 50)) for _ in range(5)][1:] == [[]] * 4
 
