@@ -58,7 +58,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
                    help="also run a crop model on square crops around what moves (far persons; "
                    "more false alarms on moving animals: see the model card)")
-    p.add_argument("--zoom-model", metavar="TFLITE", help="the zoom's crop model (default: the run's model)")
+    p.add_argument("--zoom-model", metavar="TFLITE",
+                   help="the zoom's crop model (default: the run's model); implies --zoom")
     p.add_argument("--stats-interval", type=float, metavar="S", help="seconds between stats lines")
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_run)
@@ -88,7 +89,9 @@ def _run_pipeline(args: argparse.Namespace) -> None:
         "infer.batch_size": args.batch, "post.threshold": args.threshold,
         "model.num_threads": args.threads, "source.live": args.live,
         "output.stats_interval": args.stats_interval,
-        "zoom.enabled": args.zoom, "zoom.model": args.zoom_model,
+        # a crop model given means the zoom is wanted, unless --no-zoom says otherwise
+        "zoom.enabled": args.zoom if args.zoom is not None else (True if args.zoom_model else None),
+        "zoom.model": args.zoom_model,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.show:
