@@ -16,7 +16,7 @@ from .results import FrameRecord
 
 log = logging.getLogger("gapstream.stats")
 
-COUNTERS = ("captured", "reconnects", "inferred", "batches", "posted", "output", "restarts")
+COUNTERS = ("captured", "reconnects", "inferred", "batches", "posted", "output", "restarts", "zoom_crops")
 
 
 class Counters:
@@ -50,6 +50,7 @@ class StatsReport:
     reconnects: int = 0
     restarts: int = 0  # watchdog restarts of a live run's stages
     batches: int = 0  # interpreter calls: a batch whose frames need two input sizes counts twice
+    zoom_crops: int = 0  # crops run through the zoom's crop model (gapstream/zoom.py)
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -66,6 +67,9 @@ class StatsReport:
             parts.append(f"reconnects {self.reconnects}")
         if self.restarts:
             parts.append(f"stage restarts {self.restarts}")
+        if self.zoom_crops:
+            per_frame = self.zoom_crops / max(1, self.frames)
+            parts.append(f"zoom crops {self.zoom_crops} ({per_frame:.2f} a frame)")
         if lat:
             parts.append(f"latency p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms")
         return ", ".join(parts)
@@ -132,6 +136,6 @@ class StatsMonitor:
         return StatsReport(
             frames=self.frames, captured=snap["captured"], dropped=snap["dropped"],
             reconnects=snap["reconnects"], restarts=snap["restarts"], batches=snap["batches"],
-            seconds=time.monotonic() - self.t0, latency_ms=self._percentiles(),
+            zoom_crops=snap["zoom_crops"], seconds=time.monotonic() - self.t0, latency_ms=self._percentiles(),
             stage_ms=self._stage_means(),
         )

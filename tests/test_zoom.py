@@ -187,6 +187,7 @@ def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list],
     lines = [json.loads(x) for x in (tmp_path / "z.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(20))
     assert sum(x["person"] for x in lines) == 17 and all(x["boxes"] for x in lines[3:])
+    assert "zoom crops 17 (0.85 a frame)" in r.stdout + r.stderr  # one crop a frame after the warm-up
     # A crop model given implies the zoom; --no-zoom still turns it off.
     crop = ["--zoom-model", str(bright)]
     for flags, persons in ((crop, 17), ([*crop, "--no-zoom"], 0)):
@@ -194,6 +195,7 @@ def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list],
         r = run_cli(str(video), "--model", str(bright), "--config", str(cfg), *flags, "--json", str(out))
         assert r.returncode == 0, r.stderr
         assert sum(json.loads(x)["person"] for x in out.read_text().splitlines()) == persons
+        assert ("zoom crops" in r.stdout + r.stderr) == bool(persons)
 
 
 def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Path, list],
