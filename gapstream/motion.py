@@ -26,15 +26,17 @@ class Background:
     def __init__(self, threshold: float, alpha: float) -> None:
         self.threshold, self.alpha = threshold, alpha
         self._bg: np.ndarray | None = None
+        self.frames = 0  # frames learnt since the background (re)started: its users' warm-up
 
     def moving(self, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """A float32 0/1 mask of ``size`` (width, height): the pixels of the RGB ``frame`` that differ
         from the background by more than ``threshold`` grey levels; then the background learns the
-        frame. A new size starts a new background from this frame."""
+        frame. A new size starts a new background from this frame (and ``frames`` from 1)."""
         grey = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), size,
                           interpolation=cv2.INTER_AREA).astype(np.float32)
         if self._bg is None or self._bg.shape != grey.shape:
-            self._bg = grey.copy()
+            self._bg, self.frames = grey.copy(), 0
+        self.frames += 1
         moving = (cv2.absdiff(grey, self._bg) > self.threshold).astype(np.float32)
         cv2.accumulateWeighted(grey, self._bg, self.alpha)
         return moving
@@ -47,7 +49,6 @@ class MotionGate:
         self.cfg = cfg
         self._background = Background(cfg.threshold, cfg.background_alpha)
         self._last: np.ndarray | None = None  # per cell: the pts of its last motion
-        self._frames = 0
 
     def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int) -> np.ndarray | None:
         """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
@@ -55,14 +56,12 @@ class MotionGate:
         moving = self._background.moving(frame, (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL))
         if self._last is None or self._last.shape != (grid_h, grid_w):  # the background restarted too
             self._last = np.full((grid_h, grid_w), -np.inf)
-            self._frames = 0
         share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
         active = share >= self.cfg.min_share
         if self.cfg.dilate:  # a person's evidence spills into the neighbouring cells
             active = cv2.dilate(active.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         self._last[active] = pts
-        self._frames += 1
-        if self._frames <= self.cfg.warmup_frames:
+        if self._background.frames <= self.cfg.warmup_frames:
             return None
         return (pts - self._last <= self.cfg.hold_s).astype(np.float32)
 

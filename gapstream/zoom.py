@@ -63,22 +63,16 @@ class Regions:
     def __init__(self, cfg: ZoomConfig, motion: MotionConfig) -> None:
         self.cfg, self.warmup = cfg, motion.warmup_frames
         self._background = Background(motion.threshold, motion.background_alpha)
-        self._frames = 0
-        self._size: tuple[int, int] | None = None
 
     def find(self, frame: np.ndarray) -> list[Box]:
         """The square regions of ``frame`` (RGB) around its largest moving blobs; none while the
         background is still being learnt (again after the frame size changes, as a stream that
         reconnects at another resolution does: the background starts afresh then)."""
         h, w = frame.shape[:2]
-        mask_size = (MASK_WIDTH, max(1, round(h * MASK_WIDTH / w)))
-        if mask_size != self._size:
-            self._size, self._frames = mask_size, 0
-        moving = self._background.moving(frame, mask_size).astype(np.uint8)
-        self._frames += 1
-        if self._frames <= self.warmup:
+        moving = self._background.moving(frame, (MASK_WIDTH, max(1, round(h * MASK_WIDTH / w))))
+        if self._background.frames <= self.warmup:
             return []
-        blobs = moving_blobs(moving, self.cfg.crops, self.cfg.min_area)
+        blobs = moving_blobs(moving.astype(np.uint8), self.cfg.crops, self.cfg.min_area)
         return [crop_box(b, w / MASK_WIDTH, w, h, self.cfg.min_side) for b in blobs]
 
 
