@@ -169,6 +169,13 @@ def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
     return Detections(det.xyxy * np.array([sx, sy, sx, sy], np.float32), det.scores)
 
 
+def decides_person(probs: np.ndarray, person_index: int, cfg: PostConfig) -> bool:
+    """The decision of :func:`localize`: the person is the predicted class and its probability
+    reaches ``cfg.score_threshold`` (resolved)."""
+    assert cfg.score_threshold is not None
+    return int(np.argmax(probs)) == person_index and float(probs[person_index]) >= cfg.score_threshold
+
+
 def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, height: int,
              cfg: PostConfig) -> tuple[bool, Detections]:
     """The one localisation rule, used at run time and in evaluation: (person?, boxes in frame pixels).
@@ -180,10 +187,10 @@ def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, 
     size). ``cfg.threshold`` and ``cfg.score_threshold`` must be resolved: the model's own come
     from its metadata (pipeline.resolve_post).
     """
-    assert cfg.threshold is not None and cfg.score_threshold is not None
-    prob = float(probs[person_index])
-    if int(np.argmax(probs)) != person_index or prob < cfg.score_threshold:
+    assert cfg.threshold is not None
+    if not decides_person(probs, person_index, cfg):
         return False, Detections.empty()
+    prob = float(probs[person_index])
     s = min(1.0, cfg.box_resolution / max(width, height))
     bw, bh = max(1, round(width * s)), max(1, round(height * s))
     regions = None

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .annotate import blend, draw
-from .cam import cam_batch, localize, upsample
+from .cam import cam_batch, decides_person, localize, upsample
 from .config import MotionConfig, PostConfig
 from .detections import Detections
 from .meta import ModelMeta
@@ -62,10 +62,9 @@ def zoomed(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig
     it does not, and the whole frame's result stands."""
     if zoom_prob <= float(probs[meta.person_index]):
         return None
-    assert cfg.score_threshold is not None
     probs[:] = with_person_prob(probs, meta.person_index, zoom_prob)
     cls = int(np.argmax(probs))
-    is_person = cls == meta.person_index and zoom_prob >= cfg.score_threshold
+    is_person = decides_person(probs, meta.person_index, cfg)
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     return cls, cam, is_person, crop_detections(look, cfg) if is_person else Detections.empty()
 
