@@ -142,4 +142,6 @@ def cached_frames(clips: list, model: str, cfg: PipelineConfig, dumps: str | Non
 
 
 if __name__ == "__main__":
-    main()
+    from script import run
+
+    sys.exit(run(main))

@@ -165,3 +165,17 @@ def test_unset_env_variable_in_config(tiny_model: Path, tmp_path: Path,
 
 def test_no_source_given(tiny_model: Path) -> None:
     assert_one_clear_error(run_cli("--model", str(tiny_model)), "no source given", "source.uri")
+
+
+@pytest.mark.parametrize("script", ["operating_points", "smoothing", "multiscale", "seed_agreement"])
+def test_benchmark_script_with_a_missing_clip_folder(script: str, tiny_model: Path, tmp_path: Path) -> None:
+    """The benchmark scripts that read labelled clips end a wrong --clips with one error line."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    extra = {"operating_points": ["--model", f"A={tiny_model}"],
+             "zoom": ["--crop", f"Z={tiny_model}", "--dumps", str(tmp_path / "d")],
+             "smoothing": ["--model", str(tiny_model)],
+             "multiscale": ["--model", str(tiny_model), "--long-side", "320", "--long-side", "640"],
+             "seed_agreement": ["--recipe", f"R={tiny_model},{tiny_model}"]}[script]
+    r = subprocess.run([sys.executable, str(bench), "--clips", str(tmp_path / "missing"), *extra],
+                       capture_output=True, text=True, timeout=120)
+    assert_one_clear_error(r, str(tmp_path / "missing"), "labels.json")
