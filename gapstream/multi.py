@@ -206,8 +206,8 @@ class MultiPipeline:
         stages = spawn([0] * len(names))
         # Whichever set of stages is current when the run ends (a restart replaces them).
         stack.callback(lambda: (started[0].stages if started else stages).close())
-        self.camera_stats = {n: {"captured": 0, "dropped": 0, "reconnects": 0, "inferred": 0, "restarts": 0}
-                             for n in names}
+        self.camera_stats = {n: {"captured": 0, "dropped": 0, "reconnects": 0, "inferred": 0, "restarts": 0,
+                                 "zoom_crops": 0} for n in names}
 
         def stats() -> dict[str, dict[str, int]]:
             run = started[0] if started else None
@@ -217,6 +217,7 @@ class MultiPipeline:
                 out[n] = {"captured": snap["captured"], "reconnects": snap["reconnects"],
                           "dropped": run.dropped(k) if run else stages.rings[k].dropped,
                           "inferred": self.camera_stats[n]["inferred"],
+                          "zoom_crops": self.camera_stats[n]["zoom_crops"],
                           "restarts": counters.snapshot()["restarts"]}
             return out
 
@@ -304,6 +305,8 @@ class MultiPipeline:
             monitor.frame_done(rec)
             run.counters.add("output")
             self.camera_stats[result.camera]["inferred"] += 1
+            if rec.zoom is not None:  # counted here, per camera: the inference stage serves them all
+                self.camera_stats[result.camera]["zoom_crops"] += len(rec.zoom.regions)
             run.next_index[rec.camera], run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             interval = self.config.output.stats_interval

@@ -251,3 +251,17 @@ def test_jpegs_are_made_only_while_someone_looks() -> None:
     jpeg = view.fresh_jpeg()  # fresh now: no wait
     assert jpeg is not None and jpeg != stale
     assert abs(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE).mean() - 80) < 2
+
+
+def test_metrics_count_zoom_crops_per_camera() -> None:
+    """The Prometheus counters carry each camera's zoom crops beside its frames."""
+    from prometheus_client import generate_latest
+
+    from gapstream.serve.live import CameraView
+    from gapstream.serve.metrics import RunMetrics
+
+    views = {n: CameraView(n, n, 5.0) for n in ("door", "yard")}
+    stats = {"door": {"inferred": 10, "zoom_crops": 7}, "yard": {"inferred": 10, "zoom_crops": 0}}
+    text = generate_latest(RunMetrics(views, lambda: stats).registry).decode()
+    assert 'gapstream_zoom_crops_total{camera="door"} 7.0' in text
+    assert 'gapstream_zoom_crops_total{camera="yard"} 0.0' in text

@@ -213,7 +213,10 @@ def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Pa
         "zoom.enabled": True, "zoom.min_side": 100.0, "zoom.input_size": 64, "output.stats_interval": 0,
     })
     seen: dict[str, list[bool]] = {"jump": [], "still": []}
-    for r in MultiPipeline(model=str(bright), config=cfg).run():
+    pipe = MultiPipeline(model=str(bright), config=cfg)
+    for r in pipe.run():
         seen[r.camera].append(r.is_person)
     assert seen["jump"] == [False] * 3 + [True] * 17
     assert seen["still"] == [False] * 20
+    # The crops are counted per camera (the Prometheus counter gapstream_zoom_crops_total reads these).
+    assert pipe.camera_stats["jump"]["zoom_crops"] == 17 and pipe.camera_stats["still"]["zoom_crops"] == 0

@@ -19,7 +19,9 @@ _COUNTERS = (("frames_captured", "captured", "Frames decoded from the source (th
               "(with several cameras, also frames lost in a stage restart)"),
              ("reconnects", "reconnects", "Reconnections to the source"),
              ("stage_restarts", "restarts", "Watchdog restarts of the camera's stages (with several "
-              "cameras, of every camera's)"))
+              "cameras, of every camera's)"),
+             ("zoom_crops", "zoom_crops", "Motion-region crops run through the zoom's crop model "
+              "(0 while the zoom is off)"))
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
