@@ -16,6 +16,9 @@ This screens the idea offline, with the run time's regions (``gapstream/zoom.py`
 has it as ``zoom.enabled``, off by default). With ``--split eval``
 (``--clips ../shared/data/clips``) it only records each clip's recall and false positives at the
 run-time decision threshold 0.5, as ``gapstream eval`` does: nothing is tuned there.
+
+``--gate`` (stop 19) also scores each crop model with its person class pooled only over the crop's
+cells that move now (``NAMEg``), as the whole frame's ``motion.gate: person`` does; it lost.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,8 +44,10 @@ from operating_points import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.cam import pool_probs  # noqa: E402
 from gapstream.config import MotionConfig, ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
+from gapstream.meta import ModelMeta  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
 from gapstream.zoom import Box, Regions, cut  # noqa: E402
@@ -49,30 +55,75 @@ from gapstream.zoom import Box, Regions, cut  # noqa: E402
 CROP_SIDE = 256
 
 
-def moving_frames(path: Path, min_side: float) -> Iterator[tuple[int, float, np.ndarray, list[Box]]]:
-    """Each frame of a video: its number (from 1), time, RGB pixels and zoom regions (the run
-    time's :class:`gapstream.zoom.Regions` with the default motion background)."""
+Moving = tuple[int, float, np.ndarray, list[Box], np.ndarray]
+
+
+def moving_frames(path: Path, min_side: float) -> Iterator[Moving]:
+    """Each frame of a video: its number (from 1), time, RGB pixels, zoom regions (the run
+    time's :class:`gapstream.zoom.Regions` with the default motion background) and motion mask."""
     regions = Regions(ZoomConfig(min_side=min_side), MotionConfig())
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for n, frame in enumerate(container.decode(stream), 1):
             img = frame.to_ndarray(format="rgb24")
-            yield n, float(frame.time or 0.0), img, regions.find(img)
+            found = regions.find(img)
+            yield n, float(frame.time or 0.0), img, found, regions.moving
 
 
-def crop_probs(path: Path, models: dict[str, GapModel], min_side: float) -> dict[str, list[float]]:
-    """Per frame and crop model, the highest person probability of the frame's crops (0: none)."""
-    out: dict[str, list[float]] = {name: [] for name in models}
-    for _, _, img, regions in moving_frames(path, min_side):
+def crop_moving(moving: np.ndarray, regions: list[Box], width: int, grid: tuple[int, int],
+                min_share: float) -> np.ndarray:
+    """Per crop, its cells that move now ``(K, h, w)`` as 0/1: a cell of a crop's ``grid`` counts
+    when at least ``min_share`` of its pixels in ``moving`` (the frame's mask, ``width`` the frame's
+    width in pixels) differ from the background, dilated by one cell as the frame's gate is."""
+    scale = moving.shape[1] / width
+    out = np.zeros((len(regions), *grid), np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(regions):
+        sub = moving[int(y0 * scale):max(int(y0 * scale) + 1, round(y1 * scale)),
+                     int(x0 * scale):max(int(x0 * scale) + 1, round(x1 * scale))]
+        if not sub.size:
+            continue
+        share = cv2.resize(sub, (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+        active = (share >= min_share).astype(np.uint8)
+        out[i] = cv2.dilate(active, np.ones((3, 3), np.uint8))
+    return out
+
+
+def gated_person_probs(maps: np.ndarray, meta: ModelMeta, keep: np.ndarray) -> np.ndarray:
+    """Person probabilities ``(K,)`` of crops whose person class pools only over the cells ``keep``
+    ``(K, h, w)`` leaves (the frame gate's ``person`` mode); 0 for a crop with no such cell."""
+    kernel, bias = meta.pool_weights()
+    person = meta.person_index
+    out = np.zeros(len(maps), np.float32)
+    for i in range(len(maps)):
+        if not (keep[i] >= 0.5).any():
+            continue
+        per_class = np.ones((*keep.shape[1:], kernel.shape[1]), np.float32)
+        per_class[:, :, person] = keep[i]
+        pooled = pool_probs(maps[i : i + 1], kernel, bias, meta.pooling, meta.topk_share, per_class)
+        out[i] = pooled[0, person]
+    return out
+
+
+def crop_probs(path: Path, models: dict[str, GapModel], min_side: float,
+               gate: bool = False) -> dict[str, list[float]]:
+    """Per frame and crop model, the highest person probability of the frame's crops (0: none);
+    with ``gate`` also ``NAMEg``: each crop's person class pooled over its moving cells only."""
+    names = [*models, *(f"{name}g" for name in models if gate)]
+    out: dict[str, list[float]] = {name: [] for name in names}
+    min_share = MotionConfig().min_share
+    for _, _, img, regions, moving in moving_frames(path, min_side):
         if not regions:
-            for name in models:
+            for name in names:
                 out[name].append(0.0)
             continue
         crops = cut(img, regions, CROP_SIDE)
         for name, model in models.items():
-            probs, _ = model.predict(crops)
+            probs, maps = model.predict(crops)
             out[name].append(float(probs[:, model.meta.person_index].max()))
+            if gate:
+                keep = crop_moving(moving, regions, img.shape[1], maps.shape[1:3], min_share)
+                out[f"{name}g"].append(float(gated_person_probs(maps, model.meta, keep).max()))
     return out
 
 
@@ -110,6 +161,8 @@ def main() -> None:
     ap.add_argument("--crop", action="append", required=True, metavar="NAME=TFLITE",
                     help="a crop model (repeatable); one decoding pass serves them all")
     ap.add_argument("--min-side", type=float, default=3.0, help="crops are at least 1/N of the frame height")
+    ap.add_argument("--gate", action="store_true",
+                    help="also each crop model gated (NAMEg): its person class pools over moving cells only")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
     args = ap.parse_args()
     clips, cfg = footage(args)
@@ -118,10 +171,10 @@ def main() -> None:
     base = cached_frames(clips, base_path, cfg, dumps, base_name)
     models = {name: GapModel(path, 1, (CROP_SIDE, CROP_SIDE))
               for name, _, path in (spec.partition("=") for spec in args.crop)}
-    per_clip: dict[str, dict[str, list[float]]] = {name: {} for name in models}
+    per_clip: dict[str, dict[str, list[float]]] = {}
     for clip in clips:
-        for name, probs in crop_probs(clip.path, models, args.min_side).items():
-            per_clip[name][clip.name] = probs
+        for name, probs in crop_probs(clip.path, models, args.min_side, args.gate).items():
+            per_clip.setdefault(name, {})[clip.name] = probs
         print(clip.name, file=sys.stderr, flush=True)
     measure = at_decision if args.split == "eval" else operating_points
     report = {base_name: measure(base)}
@@ -139,4 +192,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from script import run
+
+    sys.exit(run(main))

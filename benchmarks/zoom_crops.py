@@ -43,7 +43,7 @@ def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> 
     """Write one clip's labelled crops; the counts kept per label and dropped."""
     counts = {"pos": 0, "neg": 0, "dropped": 0}
     tag = clip.name.replace("/", "__").removesuffix(".mp4")
-    for n, t, img, regions in moving_frames(clip.path, min_side):
+    for n, t, img, regions, _ in moving_frames(clip.path, min_side):
         label = clip.label_at(t, MARGIN_S)
         if n % EVERY or label is None or not regions:
             continue
@@ -74,7 +74,7 @@ def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float)
     """Write one clip's teacher-box person crops (``--boxes``); the count written."""
     counts = {"pos": 0}
     folder = out / "pos" / clip.name.replace("/", "__").removesuffix(".mp4")
-    for n, t, img, _ in moving_frames(clip.path, min_side):
+    for n, t, img, _, _ in moving_frames(clip.path, min_side):
         if n % EVERY or not clip.label_at(t, MARGIN_S):
             continue
         for k, crop in enumerate(box_crops(img, teacher, min_side)):
@@ -104,4 +104,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from script import run
+
+    sys.exit(run(main))

@@ -63,6 +63,7 @@ class Regions:
     def __init__(self, cfg: ZoomConfig, motion: MotionConfig) -> None:
         self.cfg, self.warmup = cfg, motion.warmup_frames
         self._background = Background(motion.threshold, motion.background_alpha)
+        self.moving = np.zeros((0, 0), np.float32)  # the last frame's mask, MASK_WIDTH px wide
 
     def find(self, frame: np.ndarray) -> list[Box]:
         """The square regions of ``frame`` (RGB) around its largest moving blobs; none while the
@@ -70,6 +71,7 @@ class Regions:
         reconnects at another resolution does: the background starts afresh then)."""
         h, w = frame.shape[:2]
         moving = self._background.moving(frame, (MASK_WIDTH, max(1, round(h * MASK_WIDTH / w))))
+        self.moving = moving
         if self._background.frames <= self.warmup:
             return []
         blobs = moving_blobs(moving.astype(np.uint8), self.cfg.crops, self.cfg.min_area)

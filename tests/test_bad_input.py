@@ -167,7 +167,7 @@ def test_no_source_given(tiny_model: Path) -> None:
     assert_one_clear_error(run_cli("--model", str(tiny_model)), "no source given", "source.uri")
 
 
-@pytest.mark.parametrize("script", ["operating_points", "smoothing", "multiscale", "seed_agreement"])
+@pytest.mark.parametrize("script", ["operating_points", "zoom", "smoothing", "multiscale", "seed_agreement"])
 def test_benchmark_script_with_a_missing_clip_folder(script: str, tiny_model: Path, tmp_path: Path) -> None:
     """The benchmark scripts that read labelled clips end a wrong --clips with one error line."""
     bench = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
