@@ -17,6 +17,17 @@ the teacher confirmed::
 
     python benchmarks/zoom_crops.py --clips ../shared/data/clips --split train --boxes \\
         --teacher data/teacher/yolov8n_int8.tflite --out data/zoomboxes
+
+With ``--animals`` (stop 19), negatives only: the same geometry around the teacher's two largest
+animal boxes (COCO bird to giraffe, confidence >= 0.3) in every 6th frame of the person-free
+seconds of the clips and in every photo of ``--images`` folders; a crop in which the teacher finds
+a person (>= 0.1) is dropped. ``--hard TFLITE`` writes a crop twice when that model calls it a
+person (its hard negatives)::
+
+    python benchmarks/zoom_crops.py --clips ../shared/data/clips --clips data/external5_clips \\
+        --split train --animals --images data/external/neg/dogs_vs_cats_cats ... \\
+        --hard runs/v2-lpft-zoomcrops-seed0/models/gapstream_person_int8.tflite \\
+        --teacher data/teacher/yolov8n_int8.tflite --out data/animalcrops
 """
 
 from __future__ import annotations
@@ -32,11 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoom import CROP_SIDE, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.gapmodel import GapModel  # noqa: E402
+from gapstream.media import IMAGE_EXTS  # noqa: E402
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
 from gapstream.zoom import crop_box, cut  # noqa: E402
 
 EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
+ANIMALS, TEACHER_ANIMAL, NO_PERSON = tuple(range(14, 24)), 0.3, 0.1  # COCO bird .. giraffe
 
 
 def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
@@ -70,6 +84,57 @@ def box_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np
     return list(cut(img, regions, CROP_SIDE)) if regions else []
 
 
+def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np.ndarray]:
+    """Crops of ``img`` around its BOXES largest teacher animal boxes, without a teacher person."""
+    h, w = img.shape[:2]
+    boxes = teacher.class_boxes(img, ANIMALS, TEACHER_ANIMAL)
+    boxes = sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:BOXES]
+    regions = [r for r in (crop_box((b[0], b[1], b[2], b[3]), 1.0, w, h, min_side) for b in boxes)
+               if r[2] > r[0] and r[3] > r[1]]
+    crops = list(cut(img, regions, CROP_SIDE)) if regions else []
+    return [c for c in crops if teacher.person_score(c) < NO_PERSON]
+
+
+class AnimalWriter:
+    """Writes animal crops to ``out/neg/<group>/``; twice when the ``hard`` model calls one a person."""
+
+    def __init__(self, out: Path, hard: GapModel | None) -> None:
+        self.out, self.hard = out, hard
+        self.counts = {"neg": 0, "hard": 0}
+
+    def write(self, group: str, stem: str, crops: list[np.ndarray]) -> None:
+        folder = self.out / "neg" / group
+        for k, crop in enumerate(crops):
+            folder.mkdir(parents=True, exist_ok=True)
+            copies = 1
+            if self.hard is not None:
+                probs, _ = self.hard.predict(crop[None])
+                copies = 2 if probs[0, self.hard.meta.person_index] >= 0.5 else 1
+                self.counts["hard"] += copies - 1
+            for c in range(copies):
+                cv2.imwrite(str(folder / f"{stem}_{k}{'_h' * c}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+            self.counts["neg"] += copies
+
+
+def clip_animal_crops(clip: Clip, teacher: YoloTeacher, writer: AnimalWriter, min_side: float) -> None:
+    """``--animals`` in one clip's person-free seconds."""
+    group = clip.name.replace("/", "__").removesuffix(".mp4")
+    for n, t, img, _, _ in moving_frames(clip.path, min_side):
+        if n % EVERY or clip.label_at(t, MARGIN_S) is not False:
+            continue
+        writer.write(group, f"{n:05d}", animal_crops(img, teacher, min_side))
+
+
+def photo_animal_crops(folder: Path, teacher: YoloTeacher, writer: AnimalWriter, min_side: float) -> None:
+    """``--animals`` in every photo of ``folder``."""
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+        img = cv2.imread(str(path))
+        if img is not None:
+            writer.write(folder.name, path.stem, animal_crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), teacher,
+                                                            min_side))
+
+
 def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
     """Write one clip's teacher-box person crops (``--boxes``); the count written."""
     counts = {"pos": 0}
@@ -92,13 +157,26 @@ def main() -> None:
     ap.add_argument("--teacher", required=True, help="YOLOv8n TFLite (configs/datasets/teacher.json)")
     ap.add_argument("--min-side", type=float, default=3.0)
     ap.add_argument("--boxes", action="store_true", help="positives around the teacher's person boxes")
+    ap.add_argument("--animals", action="store_true", help="negatives around the teacher's animal boxes")
+    ap.add_argument("--images", action="append", default=[], help="photo folders for --animals")
+    ap.add_argument("--hard", metavar="TFLITE", help="--animals: write the crops this model flags twice")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"gapstream: error: {out} is not empty")
     teacher = YoloTeacher(args.teacher, 2)
-    for clip in (c for root in folders(args.clips) for c in load_clips(root, args.split)):
+    clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
+    if args.animals:
+        writer = AnimalWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
+        for clip in clips:
+            clip_animal_crops(clip, teacher, writer, args.min_side)
+            print(clip.name, writer.counts, flush=True)
+        for folder in args.images:
+            photo_animal_crops(Path(folder), teacher, writer, args.min_side)
+            print(folder, writer.counts, flush=True)
+        return
+    for clip in clips:
         write = clip_box_crops if args.boxes else clip_crops
         print(clip.name, write(clip, teacher, out, args.min_side), flush=True)
 

@@ -6,10 +6,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gapstream.training.clips import load_clips
 from gapstream.training.scenes import build_scene_set
-from gapstream.training.teacher import TeacherRule, segments_from_scores, source_of, split_of, videos_in
+from gapstream.training.teacher import (
+    TeacherRule,
+    YoloTeacher,
+    segments_from_scores,
+    source_of,
+    split_of,
+    videos_in,
+)
 
 from .helpers import make_video_frames
 
@@ -74,3 +82,39 @@ def test_footage_val_sources_are_validation_only(tmp_path: Path) -> None:
     train2, val2 = build_scene_set(None, None, None, None, footage=[root, other])
     assert len(train2.y) == len(train.y) and len(val2.y) > len(val.y)
     assert set(val2.y.tolist()) == {0, 1}
+
+
+class _FakeDetector:
+    """A stand-in for the YOLOv8 interpreter: one fixed (1, 84, A) output."""
+
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None:
+        assert value.shape == (1, 64, 64, 3)
+
+    def invoke(self) -> None:
+        pass
+
+    def get_tensor(self, index: int) -> np.ndarray:
+        return self.out
+
+
+def test_teacher_boxes_of_chosen_classes() -> None:
+    """Person boxes read class 0 only; class_boxes the best of the classes asked for."""
+    out = np.zeros((1, 84, 3), np.float32)
+    out[0, :4, 0] = [0.25, 0.25, 0.2, 0.4]  # a person at the top left (letterbox units)
+    out[0, 4, 0] = 0.9
+    out[0, :4, 1] = [0.75, 0.5, 0.3, 0.2]  # a cat (COCO 15) at the right
+    out[0, 4 + 15, 1] = 0.8
+    out[0, :4, 2] = [0.5, 0.8, 0.1, 0.1]  # a dog (16), weak
+    out[0, 4 + 16, 2] = 0.2
+    teacher = YoloTeacher.__new__(YoloTeacher)
+    teacher._it, teacher._inp, teacher._out, teacher.size = _FakeDetector(out), {"index": 0}, {"index": 1}, 64
+    frame = np.zeros((100, 100, 3), np.uint8)  # letterbox units x 100 px
+    (person,) = teacher.person_boxes(frame, 0.5)
+    np.testing.assert_allclose(person, [15, 5, 35, 45, 0.9], atol=1e-4)
+    (cat,) = teacher.class_boxes(frame, (15, 16), 0.5)
+    np.testing.assert_allclose(cat, [60, 40, 90, 60, 0.8], atol=1e-4)
+    assert len(teacher.class_boxes(frame, (15, 16), 0.1)) == 2
+    assert teacher.person_score(frame) == pytest.approx(0.9)

@@ -59,6 +59,10 @@ class YoloTeacher:
     def _person_rows(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         """``(rows (A, 5) of cx, cy, w, h, person confidence in letterbox units 0..1, scale)``:
         the frame letterboxed to the model's square input, top-left aligned."""
+        return self._rows(rgb, (0,))
+
+    def _rows(self, rgb: np.ndarray, classes: tuple[int, ...]) -> tuple[np.ndarray, float]:
+        """As :meth:`_person_rows`, the confidence being the best of the COCO ``classes``'."""
         h, w = rgb.shape[:2]
         s = self.size / max(h, w)
         im = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
@@ -66,7 +70,9 @@ class YoloTeacher:
         canvas[: im.shape[0], : im.shape[1]] = im
         self._it.set_tensor(self._inp["index"], canvas[None].astype(np.float32) / 255.0)
         self._it.invoke()
-        return self._it.get_tensor(self._out["index"])[0, :5].T, s
+        out = self._it.get_tensor(self._out["index"])[0]
+        conf = out[[4 + c for c in classes]].max(axis=0)
+        return np.concatenate([out[:4], conf[None]]).T, s
 
     def person_score(self, rgb: np.ndarray) -> float:
         """The best person-box confidence in a frame (letterboxed to the model's square input)."""
@@ -75,6 +81,12 @@ class YoloTeacher:
     def person_boxes(self, rgb: np.ndarray, min_conf: float = 0.05, iou: float = 0.5) -> np.ndarray:
         """Person boxes ``(K, 5)`` of a frame: see :func:`boxes_from_rows`."""
         rows, s = self._person_rows(rgb)
+        return boxes_from_rows(rows, self.size / s, rgb.shape[:2], min_conf, iou)
+
+    def class_boxes(self, rgb: np.ndarray, classes: tuple[int, ...], min_conf: float = 0.05,
+                    iou: float = 0.5) -> np.ndarray:
+        """Boxes ``(K, 5)`` of any of the COCO ``classes`` (class-agnostic suppression)."""
+        rows, s = self._rows(rgb, classes)
         return boxes_from_rows(rows, self.size / s, rgb.shape[:2], min_conf, iou)
 
 
