@@ -56,13 +56,10 @@ class YoloTeacher:
         self._out = self._it.get_output_details()[0]
         self.size = int(self._inp["shape"][1])
 
-    def _person_rows(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """``(rows (A, 5) of cx, cy, w, h, person confidence in letterbox units 0..1, scale)``:
-        the frame letterboxed to the model's square input, top-left aligned."""
-        return self._rows(rgb, (0,))
-
-    def _rows(self, rgb: np.ndarray, classes: tuple[int, ...]) -> tuple[np.ndarray, float]:
-        """As :meth:`_person_rows`, the confidence being the best of the COCO ``classes``'."""
+    def _rows(self, rgb: np.ndarray, classes: tuple[int, ...] = (0,)) -> tuple[np.ndarray, float]:
+        """``(rows (A, 5) of cx, cy, w, h in letterbox units 0..1 and the best confidence of the COCO
+        classes given (the person, 0, by default), scale)``: the frame letterboxed to the model's
+        square input, top-left aligned."""
         h, w = rgb.shape[:2]
         s = self.size / max(h, w)
         im = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
@@ -76,12 +73,11 @@ class YoloTeacher:
 
     def person_score(self, rgb: np.ndarray) -> float:
         """The best person-box confidence in a frame (letterboxed to the model's square input)."""
-        return float(self._person_rows(rgb)[0][:, 4].max())
+        return float(self._rows(rgb)[0][:, 4].max())
 
     def person_boxes(self, rgb: np.ndarray, min_conf: float = 0.05, iou: float = 0.5) -> np.ndarray:
         """Person boxes ``(K, 5)`` of a frame: see :func:`boxes_from_rows`."""
-        rows, s = self._person_rows(rgb)
-        return boxes_from_rows(rows, self.size / s, rgb.shape[:2], min_conf, iou)
+        return self.class_boxes(rgb, (0,), min_conf, iou)
 
     def class_boxes(self, rgb: np.ndarray, classes: tuple[int, ...], min_conf: float = 0.05,
                     iou: float = 0.5) -> np.ndarray:
