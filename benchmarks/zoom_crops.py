@@ -53,6 +53,13 @@ EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
 ANIMALS, TEACHER_ANIMAL, NO_PERSON = tuple(range(14, 24)), 0.3, 0.1  # COCO bird .. giraffe
 
 
+def save(folder: Path, name: str, crop: np.ndarray) -> None:
+    """Write an RGB ``crop`` as ``folder/name.jpg`` (the folder made when needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
 def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
     """Write one clip's labelled crops; the counts kept per label and dropped."""
     counts = {"pos": 0, "neg": 0, "dropped": 0}
@@ -66,32 +73,23 @@ def clip_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> 
                 counts["dropped"] += 1
                 continue
             kind = "pos" if label else "neg"
-            folder = out / kind / tag
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{n:05d}_{k}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+            save(out / kind / tag, f"{n:05d}_{k}", crop)
             counts[kind] += 1
     return counts
 
 
-def box_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np.ndarray]:
-    """Crops of ``img`` around its BOXES largest teacher person boxes (confidence >= 0.5)."""
+def box_crops(img: np.ndarray, boxes: np.ndarray, min_side: float) -> list[np.ndarray]:
+    """Crops of ``img`` around the BOXES largest of teacher ``boxes`` (K, 5), with the zoom's geometry."""
     h, w = img.shape[:2]
-    boxes = teacher.person_boxes(img, TEACHER_PERSON)
-    boxes = sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:BOXES]
-    regions = [r for r in (crop_box((b[0], b[1], b[2], b[3]), 1.0, w, h, min_side) for b in boxes)
+    largest = sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:BOXES]
+    regions = [r for r in (crop_box((b[0], b[1], b[2], b[3]), 1.0, w, h, min_side) for b in largest)
                if r[2] > r[0] and r[3] > r[1]]
     return list(cut(img, regions, CROP_SIDE)) if regions else []
 
 
 def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np.ndarray]:
     """Crops of ``img`` around its BOXES largest teacher animal boxes, without a teacher person."""
-    h, w = img.shape[:2]
-    boxes = teacher.class_boxes(img, ANIMALS, TEACHER_ANIMAL)
-    boxes = sorted(boxes.tolist(), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:BOXES]
-    regions = [r for r in (crop_box((b[0], b[1], b[2], b[3]), 1.0, w, h, min_side) for b in boxes)
-               if r[2] > r[0] and r[3] > r[1]]
-    crops = list(cut(img, regions, CROP_SIDE)) if regions else []
+    crops = box_crops(img, teacher.class_boxes(img, ANIMALS, TEACHER_ANIMAL), min_side)
     return [c for c in crops if teacher.person_score(c) < NO_PERSON]
 
 
@@ -105,15 +103,13 @@ class AnimalWriter:
     def write(self, group: str, stem: str, crops: list[np.ndarray]) -> None:
         folder = self.out / "neg" / group
         for k, crop in enumerate(crops):
-            folder.mkdir(parents=True, exist_ok=True)
             copies = 1
             if self.hard is not None:
                 probs, _ = self.hard.predict(crop[None])
                 copies = 2 if probs[0, self.hard.meta.person_index] >= 0.5 else 1
                 self.counts["hard"] += copies - 1
             for c in range(copies):
-                cv2.imwrite(str(folder / f"{stem}_{k}{'_h' * c}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 92])
+                save(folder, f"{stem}_{k}{'_h' * c}", crop)
             self.counts["neg"] += copies
 
 
@@ -142,10 +138,8 @@ def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float)
     for n, t, img, _, _ in moving_frames(clip.path, min_side):
         if n % EVERY or not clip.label_at(t, MARGIN_S):
             continue
-        for k, crop in enumerate(box_crops(img, teacher, min_side)):
-            folder.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(folder / f"{n:05d}_{k}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 92])
+        for k, crop in enumerate(box_crops(img, teacher.person_boxes(img, TEACHER_PERSON), min_side)):
+            save(folder, f"{n:05d}_{k}", crop)
             counts["pos"] += 1
     return counts
 
