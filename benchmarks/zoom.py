@@ -44,12 +44,12 @@ from operating_points import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.cam import pool_probs  # noqa: E402
 from gapstream.config import MotionConfig, ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.meta import ModelMeta  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
+from gapstream.zones import masked_probs  # noqa: E402
 from gapstream.zoom import Box, Regions, cut  # noqa: E402
 
 CROP_SIDE = 256
@@ -92,16 +92,14 @@ def crop_moving(moving: np.ndarray, regions: list[Box], width: int, grid: tuple[
 def gated_person_probs(maps: np.ndarray, meta: ModelMeta, keep: np.ndarray) -> np.ndarray:
     """Person probabilities ``(K,)`` of crops whose person class pools only over the cells ``keep``
     ``(K, h, w)`` leaves (the frame gate's ``person`` mode); 0 for a crop with no such cell."""
-    kernel, bias = meta.pool_weights()
     person = meta.person_index
     out = np.zeros(len(maps), np.float32)
     for i in range(len(maps)):
         if not (keep[i] >= 0.5).any():
             continue
-        per_class = np.ones((*keep.shape[1:], kernel.shape[1]), np.float32)
+        per_class = np.ones((*keep.shape[1:], len(meta.labels)), np.float32)
         per_class[:, :, person] = keep[i]
-        pooled = pool_probs(maps[i : i + 1], kernel, bias, meta.pooling, meta.topk_share, per_class)
-        out[i] = pooled[0, person]
+        out[i] = masked_probs(maps[i], meta, per_class)[person]
     return out
 
 
