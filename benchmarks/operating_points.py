@@ -34,6 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.config import PipelineConfig, load_config  # noqa: E402
+from gapstream.errors import GapstreamError  # noqa: E402
+from gapstream.meta import load_meta, save_meta  # noqa: E402
 from gapstream.pipeline import Pipeline  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
 from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
@@ -89,7 +91,7 @@ def operating_points(dump: Dump) -> dict:
         worst = max((x for x in empty_clips_only(scores(dump, te["threshold"])) if x.empty_frames),
                     key=lambda x: x.fp_rate or 0.0)
         out |= {f"R{budget}e": te["mean_recall"], f"t{budget}e": te["threshold"],
-                f"worst{budget}e": [worst.name, worst.fp_rate]}
+                f"reached{budget}e": te["reached"], f"worst{budget}e": [worst.name, worst.fp_rate]}
     return out
 
 
@@ -140,6 +142,9 @@ def main() -> None:
     ap.add_argument("--dumps", metavar="DIR",
                     help="keep each model's per-frame probabilities in DIR/NAME.json and reuse them when "
                          "there, so a model added later does not re-run the others")
+    ap.add_argument("--zoom-meta", action="append", default=[], metavar="NAME=TFLITE",
+                    help="write NAME's 2 %% empty-clip threshold (t2e) into TFLITE's metadata as its "
+                         "zoom_threshold: NAME is a zoom dump (benchmarks/zoom.py) with TFLITE on the crops")
     args = ap.parse_args()
     clips, cfg = footage(args)
     report = {}
@@ -147,6 +152,15 @@ def main() -> None:
         name, _, path = spec.partition("=")
         report[name] = operating_points(cached_frames(clips, path, cfg, args.dumps, name))
     publish(report, args.out)
+    for spec in args.zoom_meta:
+        name, _, crop = spec.partition("=")
+        if name not in report or not report[name]["reached2e"]:
+            raise GapstreamError(f"--zoom-meta {spec}: no 2 % empty-clip threshold for {name} "
+                                 "(pass it with --model; its metadata is left as it was)")
+        meta = load_meta(crop)
+        meta.zoom_threshold = float(report[name]["t2e"])
+        save_meta(meta, crop)
+        print(f"{crop}: zoom threshold {meta.zoom_threshold} written to its metadata")
 
 
 def cached_frames(clips: list, model: str, cfg: PipelineConfig, dumps: str | None, name: str) -> Dump:

@@ -59,7 +59,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="also run a crop model on square crops around what moves (far persons; "
                    "more false alarms on moving animals: see the model card)")
     p.add_argument("--zoom-model", metavar="TFLITE",
-                   help="the zoom's crop model (default: the run's model); implies --zoom")
+                   help="the zoom's crop model (default: the shipped crop model, "
+                        "models/gapstream_zoomcrop_int8.tflite); implies --zoom")
     p.add_argument("--stats-interval", type=float, metavar="S", help="seconds between stats lines")
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_run)

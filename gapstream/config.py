@@ -126,6 +126,10 @@ class PostConfig:
     # Person probability at or above which a frame is a person frame and gets boxes; None: the
     # model's own (its metadata's decision_threshold, 0.5 unless tuned on held-out negatives).
     score_threshold: float | None = checked(None, between(0, 1))
+    # The same for the frames the zoom looked into (the whole frame's and the crops' probability
+    # alike); None: the crop model's own (its metadata's zoom_threshold, chosen with the zoom on),
+    # else score_threshold. Image folders are never zoomed: score_threshold decides them.
+    zoom_score_threshold: float | None = checked(None, between(0, 1))
     # Smallest box as a fraction of the frame area.
     min_area: float = checked(0.005, Rule(lambda v: 0 <= v < 1, "must be between 0 and 1"))
     # Longer side of the CAM used for boxes; boxes are scaled to the frame.
@@ -173,7 +177,7 @@ class ZoomConfig:
     # frame's and the crops' (smoothed alike). Off by default: it raises recall on far persons
     # and false positives on moving animals (model card, stops 17-18).
     enabled: bool = False
-    model: str = ""  # the crop model; empty: the run's own model
+    model: str = ""  # the crop model; empty: the shipped one (models/gapstream_zoomcrop_int8.tflite)
     crops: int = checked(2, at_least(1))
     min_side: float = checked(3.0, at_least(1))  # a crop is at least 1/min_side of the frame height
     input_size: int = checked(256, at_least(32))

@@ -160,7 +160,8 @@ class MultiPipeline:
         check_outputs({"--json": cfg.output.json}, [str(model_path), cfg.zoom.model, *inputs])
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
-        post_cfg = resolve_post(cfg.post, meta)
+        zoom = plan_zoom(cfg, infos)
+        post_cfg = resolve_post(cfg.post, meta, zoom)
         annotate = bool(cfg.output.annotate)
         # source.decode_to_model per camera, by the single run's rule (an error if an output here
         # needs full-size frames; streams keep the full-size path).
@@ -174,7 +175,7 @@ class MultiPipeline:
         grids = [(h, w) for _, (h, w, _) in planned]
         maps_shape = (max(h for h, _ in grids), max(w for _, w in grids), planned[0][1][2])
         return MultiPlan(model_path, meta, list(cfg.sources), infos, post_cfg, annotate, input_sizes, grids,
-                         maps_shape, plan_zoom(cfg, model_path, infos))
+                         maps_shape, zoom)
 
     def run(self) -> Iterator[Result]:
         """As :meth:`Pipeline.run`: SIGINT and SIGTERM stop the run cleanly, then KeyboardInterrupt."""

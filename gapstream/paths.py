@@ -19,6 +19,8 @@ def _models_dir() -> Path:
 
 MODELS_DIR = _models_dir()
 DEFAULT_MODEL = MODELS_DIR / "gapstream_person_int8.tflite"
+# The zoom's crop model (model card, Stop 20): trained with crop-framed views of moving things.
+DEFAULT_ZOOM_MODEL = MODELS_DIR / "gapstream_zoomcrop_int8.tflite"
 SAMPLE = ROOT / "samples" / "people.mp4"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DATA_DIR = ROOT / "data"

@@ -30,7 +30,7 @@ from .errors import ConfigError, ModelError, PipelineError
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .paths import DEFAULT_MODEL
+from .paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -43,11 +43,11 @@ from .zoom import ZoomSpec
 log = logging.getLogger("gapstream")
 
 
-def resolve_model(path: str | None) -> Path:
-    """The model to use: the given path or the shipped int8 model."""
-    p = Path(path) if path else DEFAULT_MODEL
+def resolve_model(path: str | None, default: Path = DEFAULT_MODEL, flag: str = "--model") -> Path:
+    """The model to use: the given path or the shipped one (``default``)."""
+    p = Path(path) if path else default
     if not p.is_file():
-        hint = "" if path else " (the shipped model is missing; pass --model PATH)"
+        hint = "" if path else f" (the shipped model is missing; pass {flag} PATH)"
         raise ModelError(f"model file {p} not found{hint}")
     if p.suffix != ".tflite":
         raise ModelError(f"{p}: expected a .tflite model")
@@ -134,7 +134,8 @@ class Pipeline:
                       [cfg.source.uri, str(model_path), cfg.zoom.model, *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
-        post_cfg = resolve_post(cfg.post, meta)
+        zoom = plan_zoom(cfg, [info])
+        post_cfg = resolve_post(cfg.post, meta, zoom)
         annotate = cfg.output.annotate
         if annotate is None:
             annotate = bool(cfg.output.video or cfg.output.show)
@@ -147,7 +148,7 @@ class Pipeline:
                                             Ring.bytes_for(_maps_fields(meta, maps_shape),
                                                            cfg.buffers.result_slots))
         return Plan(model_path, meta, info, post_cfg, annotate, frame_slots=frame_slots,
-                    input_size=input_size, maps_shape=maps_shape, zoom=plan_zoom(cfg, model_path, [info]))
+                    input_size=input_size, maps_shape=maps_shape, zoom=zoom)
 
     def _fit_frame_slots(self, info: SourceInfo, slots: int, maps_bytes: int) -> int:
         """As many frame slots as asked if /dev/shm has room, else as many as fit, else an error."""
@@ -318,13 +319,19 @@ def _watch(run: _Running, live: bool, next_index: int) -> None:
     run.counters.add("restarts")
 
 
-def resolve_post(post: PostConfig, meta: ModelMeta) -> PostConfig:
-    """``post`` with the box rule the config leaves open (threshold, box factors) taken from the
-    model's metadata, where validation chose it."""
+def resolve_post(post: PostConfig, meta: ModelMeta, zoom: ZoomSpec | None = None) -> PostConfig:
+    """``post`` with the box rule the config leaves open (thresholds, box factors) taken from the
+    models' metadata, where validation chose it. The zoomed frames' decision threshold is the crop
+    model's ``zoom_threshold`` (chosen for the zoomed decision) unless the config sets one."""
     if post.threshold is None:
         post = replace(post, threshold=meta.cam_threshold)
+    if post.zoom_score_threshold is None:
+        crops = zoom.threshold if zoom is not None and post.score_threshold is None else None
+        post = replace(post, zoom_score_threshold=post.score_threshold if crops is None else crops)
     if post.score_threshold is None:
         post = replace(post, score_threshold=meta.decision_threshold)
+    if post.zoom_score_threshold is None:
+        post = replace(post, zoom_score_threshold=post.score_threshold)
     if post.box_scale is None:
         post = replace(post, box_scale=list(meta.box_scale))
     return post
@@ -344,15 +351,15 @@ def needs_full_frames(cfg: PipelineConfig) -> bool:
                 or cfg.http.port is not None or cfg.zoom.enabled)
 
 
-def plan_zoom(cfg: PipelineConfig, model_path: Path, infos: list[SourceInfo]) -> ZoomSpec | None:
-    """The motion-region zoom of a run (None when off): its crop model checked now, so that a bad
-    one fails before any frame flows."""
+def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo]) -> ZoomSpec | None:
+    """The motion-region zoom of a run (None when off): its crop model (``zoom.model``, else the
+    shipped crop model) checked now, so that a bad one fails before any frame flows."""
     if not cfg.zoom.enabled:
         return None
-    crop_model = resolve_model(cfg.zoom.model) if cfg.zoom.model else model_path
-    load_meta(crop_model)
+    crop_model = resolve_model(cfg.zoom.model, DEFAULT_ZOOM_MODEL, "--zoom-model")
+    crop_meta = load_meta(crop_model)
     stills = tuple(k for k, info in enumerate(infos) if info.kind == "images")
-    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills)
+    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, crop_meta.zoom_threshold)
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -114,6 +115,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     probability, smoothed alike, is the larger (:func:`zoomed`).
     """
     rings = frames if isinstance(frames, list) else [frames]
+    zoom_cfg = replace(cfg, score_threshold=cfg.zoom_score_threshold)  # resolved (pipeline.resolve_post)
     gates: dict[int, MotionGate] = {}
     histories: dict[int, ScoreHistory] = {}
     zoom_histories: dict[int, ScoreHistory] = {}
@@ -133,6 +135,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             keep = keep_weights(masks[rec.camera], rec.maps_h, rec.maps_w) if masks else None
             moved, smooth, person_keep = None, None, None
             still = bool(stills) and stills[rec.camera]
+            fcfg = cfg if rec.zoom is None else zoom_cfg  # never zoomed: image folders, zoom off
             if cfg.smooth_window_s > 0 and not still:
                 smooth = partial(camera_history(histories, rec.camera, cfg).update, rec.pts)
             if motion is not None and motion.enabled and not still:
@@ -143,7 +146,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                     keep, moved = (moved if keep is None else keep * moved), None
                 elif moved is not None and motion.gate == "person":
                     person_keep, moved = moved, None
-            cls, cam, is_person, det = analyse(probs, fmaps, meta, cfg, rec.w, rec.h, keep, smooth,
+            cls, cam, is_person, det = analyse(probs, fmaps, meta, fcfg, rec.w, rec.h, keep, smooth,
                                                person_keep)
             if moved is not None and is_person and not peak_moved(cam, moved):
                 probs[:] = no_person(probs, meta.person_index)
@@ -153,7 +156,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 zoom_prob = rec.zoom.prob
                 if cfg.smooth_window_s > 0:
                     zoom_prob = camera_history(zoom_histories, rec.camera, cfg).update(rec.pts, zoom_prob)
-                by_zoom = zoomed(probs, fmaps, meta, cfg, zoom_prob, rec.zoom)
+                by_zoom = zoomed(probs, fmaps, meta, fcfg, zoom_prob, rec.zoom)
                 if by_zoom is not None:
                     cls, cam, is_person, det = by_zoom
             maps.release(mslot)

@@ -101,6 +101,7 @@ class ZoomSpec:
     motion: MotionConfig
     model_path: str
     stills: tuple[int, ...] = ()  # cameras that are image folders: unrelated pictures, no motion
+    threshold: float | None = None  # the crop model's zoom_threshold (pipeline.resolve_post)
 
     def build(self, threads: int | None) -> Zoom:
         return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills)

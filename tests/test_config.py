@@ -56,7 +56,7 @@ def test_shipped_configs_set_what_they_say(path: Path, monkeypatch: pytest.Monke
 def test_shipped_configs_exist() -> None:
     names = {p.stem for p in CONFIGS}
     assert {"default", "rtsp-camera", "raspberry-pi", "offline-batch", "cameras-4",
-            "few-false-alarms"} <= names
+            "few-false-alarms", "zoom", "zoom-search"} <= names
 
 
 def test_overrides_apply() -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from gapstream import Pipeline
 from gapstream.config import MotionConfig, PostConfig, ZoomConfig, load_config
-from gapstream.errors import ConfigError
-from gapstream.meta import ModelMeta
+from gapstream.errors import ConfigError, ModelError
+from gapstream.meta import ModelMeta, load_meta, save_meta
+from gapstream.paths import DEFAULT_ZOOM_MODEL
 from gapstream.post import zoomed
 from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, moving_blobs
 
@@ -125,7 +126,7 @@ def jumping(tmp_path: Path) -> tuple[Path, list[tuple[int, int]]]:
 
 def run(model: Path, video: Path, **over: object) -> list:
     cfg = load_config(None, {"motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
-                             "zoom.min_side": 100.0, "zoom.input_size": 64, **over})
+                             "zoom.min_side": 100.0, "zoom.input_size": 64, "zoom.model": str(model), **over})
     out = []
     for r in Pipeline(str(video), str(model), cfg).run():
         out.append((r.is_person, r.detections.xyxy.copy(), r.person_prob))
@@ -182,7 +183,7 @@ def test_cli_zoom_json_has_every_frame(bright: Path, jumping: tuple[Path, list],
     cfg.write_text("motion:\n  enabled: false\n  warmup_frames: 3\npost:\n  smooth_window_s: 0\n"
                    "zoom:\n  min_side: 100\n  input_size: 64\n")
     r = run_cli(str(video), "--model", str(bright), "--config", str(cfg), "--zoom",
-                "--json", str(tmp_path / "z.jsonl"))
+                "--zoom-model", str(bright), "--json", str(tmp_path / "z.jsonl"))
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in (tmp_path / "z.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(20))
@@ -210,7 +211,8 @@ def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Pa
     cfg = load_config(None, {
         "sources": [{"name": "jump", "uri": str(video)}, {"name": "still", "uri": str(still)}],
         "motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
-        "zoom.enabled": True, "zoom.min_side": 100.0, "zoom.input_size": 64, "output.stats_interval": 0,
+        "zoom.enabled": True, "zoom.model": str(bright), "zoom.min_side": 100.0, "zoom.input_size": 64,
+        "output.stats_interval": 0,
     })
     seen: dict[str, list[bool]] = {"jump": [], "still": []}
     pipe = MultiPipeline(model=str(bright), config=cfg)
@@ -220,3 +222,94 @@ def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Pa
     assert seen["still"] == [False] * 20
     # The crops are counted per camera (the Prometheus counter gapstream_zoom_crops_total reads these).
     assert pipe.camera_stats["jump"]["zoom_crops"] == 17 and pipe.camera_stats["still"]["zoom_crops"] == 0
+
+
+def test_zoom_uses_the_shipped_crop_model_and_its_threshold(bright: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no crop model given the zoom runs the shipped one, and the zoomed frames' decision
+    threshold is the one chosen with it (its zoom_threshold); the config's thresholds still win,
+    and a crop model without one leaves the frame model's."""
+    import shutil
+
+    video = make_video_frames(tmp_path / "v.mp4", [frame_with_square(10, 10)] * 3)
+
+    def thresholds(**over: object) -> tuple[float | None, float | None]:
+        post = Pipeline(str(video), str(bright), load_config(None, over)).plan().post
+        return post.score_threshold, post.zoom_score_threshold
+
+    own = load_meta(bright).decision_threshold
+    shipped = load_meta(DEFAULT_ZOOM_MODEL)
+    assert shipped.zoom_threshold is not None and shipped.zoom_threshold != own
+    plan = Pipeline(str(video), str(bright), load_config(None, {"zoom.enabled": True})).plan()
+    assert plan.zoom is not None and plan.zoom.model_path == str(DEFAULT_ZOOM_MODEL)
+    assert thresholds(**{"zoom.enabled": True}) == (own, shipped.zoom_threshold)
+    assert thresholds() == (own, own)
+    assert thresholds(**{"zoom.enabled": True, "post.score_threshold": 0.6}) == (0.6, 0.6)
+    assert thresholds(**{"zoom.enabled": True, "post.zoom_score_threshold": 0.65}) == (own, 0.65)
+    crop = tmp_path / "crop.tflite"
+    shutil.copy(bright, crop)
+    shutil.copy(bright.with_suffix(".json"), crop.with_suffix(".json"))
+    assert "zoom_threshold" not in json.loads(crop.with_suffix(".json").read_text())
+    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, own)
+    meta = load_meta(crop)
+    meta.zoom_threshold = 0.7
+    save_meta(meta, crop)
+    assert load_meta(crop).zoom_threshold == 0.7
+    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, 0.7)
+    # The shipped crop model missing: a clear error that names the option to pass.
+    monkeypatch.setattr("gapstream.pipeline.DEFAULT_ZOOM_MODEL", tmp_path / "gone.tflite")
+    with pytest.raises(ModelError, match="--zoom-model"):
+        thresholds(**{"zoom.enabled": True})
+
+
+def test_zoomed_frames_and_image_folders_have_their_own_threshold(bright: Path, jumping: tuple[Path, list],
+                                                                  tmp_path: Path) -> None:
+    """The zoom threshold decides the frames the zoom looked into (about 0.93-0.95 here for the
+    square's crops); an image folder, never zoomed, keeps the frame model's threshold."""
+    video, _ = jumping
+    strict = {"zoom.enabled": True, "post.zoom_score_threshold": 0.99}
+    assert sum(run(bright, video, **{"zoom.enabled": True})[i][0] for i in range(20)) == 17
+    assert not any(p for p, _, _ in run(bright, video, **strict))
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(3):  # grey 138: a whole-frame person probability between 0.5 and 0.99
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((72, 128, 3), 138, np.uint8))
+    got = run(bright, folder, **strict)
+    assert all(p for p, _, _ in got) and all(0.5 < prob < 0.99 for _, _, prob in got), got
+
+
+def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path) -> None:
+    """benchmarks/operating_points.py --zoom-meta stores a dump's 2 % empty-clip threshold in the
+    crop model's metadata, where the run time reads it; without one it leaves the file alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "clips"
+    grey = [np.full((72, 128, 3), v, np.uint8) for v in [230] * 10 + [138] * 10]
+    make_video_frames(root / "people" / "walk.mp4", grey, 10)
+    make_video_frames(root / "noperson" / "yard.mp4", [np.full((72, 128, 3), 30, np.uint8)] * 10
+                      + [np.full((72, 128, 3), 138, np.uint8)] * 10, 10)
+    (root / "labels.json").write_text(json.dumps({"clips": [
+        {"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
+        for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]}))
+    crop = tmp_path / "crop.tflite"
+    shutil.copy(bright, crop)
+    shutil.copy(bright.with_suffix(".json"), crop.with_suffix(".json"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("post:\n  smooth_window_s: 0\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "operating_points.py"
+    r = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
+                        "--model", f"Z={bright}", "--zoom-meta", f"Z={crop}",
+                        "--out", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    t2e = json.loads((tmp_path / "r.json").read_text())["Z"]["t2e"]
+    # The grey empty frames score between 0.5 and 1: the threshold rises above them.
+    assert 0.5 < t2e < 1 and load_meta(crop).zoom_threshold == t2e
+    before = crop.with_suffix(".json").read_bytes()
+    bad = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
+                          "--model", f"Z={bright}", "--zoom-meta", f"Y={crop}"],
+                         capture_output=True, text=True, timeout=180)
+    assert_one_clear_error(bad, "--zoom-meta", "Y")
+    assert crop.with_suffix(".json").read_bytes() == before
