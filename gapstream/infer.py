@@ -179,8 +179,6 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     if zoom is not None:
         for i, (slot, rec) in enumerate(batch):
             rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w])
-            if rec.zoom is not None:
-                counters.add("zoom_crops", len(rec.zoom.regions))
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)

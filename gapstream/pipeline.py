@@ -261,6 +261,8 @@ class Pipeline:
             rec.t_out = time.monotonic()
             monitor.frame_done(rec)
             run.counters.add("output")
+            if rec.zoom is not None:  # counted with the frame it was cut from, once (multi.py likewise)
+                run.counters.add("zoom_crops", len(rec.zoom.regions))
             next_index, run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             try:

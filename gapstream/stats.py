@@ -50,7 +50,7 @@ class StatsReport:
     reconnects: int = 0
     restarts: int = 0  # watchdog restarts of a live run's stages
     batches: int = 0  # interpreter calls: a batch whose frames need two input sizes counts twice
-    zoom_crops: int = 0  # crops run through the zoom's crop model (gapstream/zoom.py)
+    zoom_crops: int = 0  # crops run through the zoom's crop model (gapstream/zoom.py), of the frames output
     seconds: float = 0.0
     latency_ms: dict[str, float] = field(default_factory=dict)
     stage_ms: dict[str, float] = field(default_factory=dict)

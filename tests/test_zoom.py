@@ -222,6 +222,7 @@ def test_each_camera_has_its_own_zoom_background(bright: Path, jumping: tuple[Pa
     assert seen["still"] == [False] * 20
     # The crops are counted per camera (the Prometheus counter gapstream_zoom_crops_total reads these).
     assert pipe.camera_stats["jump"]["zoom_crops"] == 17 and pipe.camera_stats["still"]["zoom_crops"] == 0
+    assert pipe.stats is not None and pipe.stats.zoom_crops == 17  # the run's last line: the same crops, once
 
 
 def test_zoom_uses_the_shipped_crop_model_and_its_threshold(bright: Path, tmp_path: Path,
