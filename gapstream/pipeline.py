@@ -327,13 +327,12 @@ def resolve_post(post: PostConfig, meta: ModelMeta, zoom: ZoomSpec | None = None
     model's ``zoom_threshold`` (chosen for the zoomed decision) unless the config sets one."""
     if post.threshold is None:
         post = replace(post, threshold=meta.cam_threshold)
-    if post.zoom_score_threshold is None:
-        crops = zoom.threshold if zoom is not None and post.score_threshold is None else None
-        post = replace(post, zoom_score_threshold=post.score_threshold if crops is None else crops)
+    zoomed = post.zoom_score_threshold
+    if zoomed is None and post.score_threshold is None and zoom is not None:
+        zoomed = zoom.threshold  # None when the crop model has none
     if post.score_threshold is None:
         post = replace(post, score_threshold=meta.decision_threshold)
-    if post.zoom_score_threshold is None:
-        post = replace(post, zoom_score_threshold=post.score_threshold)
+    post = replace(post, zoom_score_threshold=post.score_threshold if zoomed is None else zoomed)
     if post.box_scale is None:
         post = replace(post, box_scale=list(meta.box_scale))
     return post
