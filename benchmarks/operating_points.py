@@ -15,6 +15,10 @@ reports per model:
   of view, an ambiguous driver) no longer spends the budget. With the empty clip that is worst at
   that threshold.
 
+Stop 20: ``--zoom-meta NAME=TFLITE`` writes a zoom dump's R2e threshold into its crop model's
+metadata (``zoom_threshold``, which the run time's zoom decides at); ``--two-thresholds BASE+ZOOM``
+reports a zoom dump with the whole frame held at 0.5 and only the crops' threshold chosen.
+
 Stop 13's table (``benchmarks/results/stop13.md``); never run it on the eval split::
 
     python benchmarks/operating_points.py --clips data/footage_target --clips data/footage_target_c \\
@@ -95,6 +99,20 @@ def operating_points(dump: Dump) -> dict:
     return out
 
 
+def two_thresholds(base: Dump, zoomed: Dump, base_threshold: float = 0.5) -> Dump:
+    """``zoomed`` (max of the whole frame's and the crops' probabilities, ``benchmarks/zoom.py``)
+    decided with the whole frame (``base``, the same frames) at ``base_threshold`` and the crops at
+    any threshold t >= it: a frame scores 1 where the whole frame reaches ``base_threshold``, so that
+    "score >= t" is "whole frame >= base_threshold or combined >= t" (stop 20's rule 20b)."""
+    out = {}
+    for clip, rows in zoomed.items():
+        if [t for t, _, _ in rows] != [t for t, _, _ in base[clip]]:
+            raise ValueError(f"{clip}: the two dumps hold different frames")
+        out[clip] = [(t, lab, 1.0 if b >= base_threshold else z)
+                     for (t, lab, z), (_, _, b) in zip(rows, base[clip])]
+    return out
+
+
 def worst_rise(fp: dict[str, float], base: dict[str, float]) -> float:
     """The largest rise of one empty clip's false-positive rate over the baseline's."""
     return max(fp[c] - base[c] for c in base)
@@ -145,12 +163,24 @@ def main() -> None:
     ap.add_argument("--zoom-meta", action="append", default=[], metavar="NAME=TFLITE",
                     help="write NAME's 2 %% empty-clip threshold (t2e) into TFLITE's metadata as its "
                          "zoom_threshold: NAME is a zoom dump (benchmarks/zoom.py) with TFLITE on the crops")
+    ap.add_argument("--two-thresholds", action="append", default=[], metavar="BASE+ZOOM",
+                    help="also report the zoom dump ZOOM with the whole frame (the dump BASE) decided at "
+                         "0.5 and the crops at the threshold chosen (stop 20's rule 20b; both with --model)")
     args = ap.parse_args()
     clips, cfg = footage(args)
-    report = {}
+    report, dumps = {}, {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        report[name] = operating_points(cached_frames(clips, path, cfg, args.dumps, name))
+        dumps[name] = cached_frames(clips, path, cfg, args.dumps, name)
+        report[name] = operating_points(dumps[name])
+    for spec in args.two_thresholds:
+        base, _, zoomed = spec.partition("+")
+        if base not in dumps or zoomed not in dumps:
+            raise GapstreamError(f"--two-thresholds {spec}: pass both models with --model")
+        try:
+            report[f"{zoomed}2t"] = operating_points(two_thresholds(dumps[base], dumps[zoomed]))
+        except ValueError as exc:
+            raise GapstreamError(f"--two-thresholds {spec}: {exc}") from None
     publish(report, args.out)
     for spec in args.zoom_meta:
         name, _, crop = spec.partition("=")

@@ -301,13 +301,16 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
     cfg.write_text("post:\n  smooth_window_s: 0\n")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "operating_points.py"
     r = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
-                        "--model", f"Z={bright}", "--zoom-meta", f"Z={crop}",
+                        "--model", f"Z={bright}", "--zoom-meta", f"Z={crop}", "--two-thresholds", "Z+Z",
                         "--out", str(tmp_path / "r.json")],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
-    t2e = json.loads((tmp_path / "r.json").read_text())["Z"]["t2e"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    t2e = report["Z"]["t2e"]
     # The grey empty frames score between 0.5 and 1: the threshold rises above them.
-    assert 0.5 < t2e < 1 and load_meta(crop).zoom_threshold == t2e
+    assert 0.5 < t2e < 1 and load_meta(crop).zoom_threshold == t2e and report["Z"]["reached2e"]
+    # With the whole frame held at 0.5 (rule 20b), no crop threshold removes those frames.
+    assert not report["Z2t"]["reached2e"] and report["Z2t"]["t2e"] == 0.999
     before = crop.with_suffix(".json").read_bytes()
     bad = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
                           "--model", f"Z={bright}", "--zoom-meta", f"Y={crop}"],
