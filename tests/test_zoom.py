@@ -317,3 +317,20 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
                          capture_output=True, text=True, timeout=180)
     assert_one_clear_error(bad, "--zoom-meta", "Y")
     assert crop.with_suffix(".json").read_bytes() == before
+
+
+def test_tuning_with_the_zoom_on_does_not_write_the_frame_models_threshold(bright: Path,
+                                                                           tmp_path: Path) -> None:
+    """eval --tune-decision --write-meta with a zoom config would tune the zoomed frames' threshold;
+    it is refused with one error line, and the model's metadata is left as it was."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "zoom.yaml"
+    cfg.write_text("zoom:\n  enabled: true\n")
+    before = bright.with_suffix(".json").read_bytes()
+    r = subprocess.run([sys.executable, "-m", "gapstream", "eval", "--clips", str(tmp_path), "--split", "val",
+                        "--models", str(bright), "--config", str(cfg), "--tune-decision", "0.02",
+                        "--write-meta"], capture_output=True, text=True, timeout=120)
+    assert_one_clear_error(r, "--write-meta", "zoom", "--zoom-meta")
+    assert bright.with_suffix(".json").read_bytes() == before

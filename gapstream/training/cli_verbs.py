@@ -286,6 +286,11 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     if tune is not None and not 0 <= tune < 1:
         raise GapstreamError("--tune-decision takes a false-positive rate between 0 and 1, e.g. 0.01")
     cfg = load_config(args.config)
+    if tune is not None and args.write_meta and cfg.zoom.enabled:
+        # With the zoom on, the tuned threshold is the zoomed frames': it belongs to the crop model.
+        raise GapstreamError("--write-meta with the zoom on would store the zoomed frames' threshold "
+                             "as the frame model's; benchmarks/operating_points.py --zoom-meta writes "
+                             "a crop model's zoom_threshold")
     try:
         result = evaluate_footage(models, args.clips, args.split, folders, cfg, tune_fp=tune)
     except ValueError as exc:
