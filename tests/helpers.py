@@ -4,6 +4,7 @@ memory, stage processes)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import shlex
@@ -98,6 +99,21 @@ def make_video_frames(path: Path, frames: list[np.ndarray], fps: int = 10) -> Pa
             encode(c, st, img)
         encode(c, st)
     return path
+
+
+def make_grey_clips(root: Path, fps: int = 10) -> list[dict]:
+    """Two labelled val clips of plain grey frames for :func:`brightness_model`, which scores grey
+    138 between 0.5 and 1 and grey 230 about 1: a person clip (230, then 138) and an empty one (30,
+    then 138), 2 s each. Writes ``root/labels.json`` and returns its clip list."""
+    def grey(levels: list[int]) -> list[np.ndarray]:
+        return [np.full((72, 128, 3), v, np.uint8) for v in levels]
+
+    make_video_frames(root / "people" / "walk.mp4", grey([230] * 10 + [138] * 10), fps)
+    make_video_frames(root / "noperson" / "yard.mp4", grey([30] * 10 + [138] * 10), fps)
+    clips = [{"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
+             for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]
+    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    return clips
 
 
 def make_video(path: Path, frames: int = 30, width: int = 160, height: int = 120, fps: int = 15,

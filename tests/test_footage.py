@@ -21,7 +21,7 @@ from gapstream.meta import load_meta
 from gapstream.training.clips import load_clips
 from gapstream.training.footage import evaluate_footage, render_markdown, summary
 
-from .helpers import brightness_model, make_video_frames
+from .helpers import brightness_model, make_grey_clips, make_video_frames
 
 PER_FRAME = load_config(None, {"post.smooth_window_s": 0})
 
@@ -219,12 +219,7 @@ def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_p
     shutil.copy(bright, model)
     shutil.copy(bright.with_suffix(".json"), model.with_suffix(".json"))
     root = tmp_path / "clips"
-    # Grey 138 gives this model a person probability between 0.5 and 1; 230 gives about 1.
-    make_video_frames(root / "people" / "walk.mp4", _frames([230] * 10 + [138] * 10), FPS)
-    make_video_frames(root / "noperson" / "yard.mp4", _frames([30] * 10 + [138] * 10), FPS)
-    clips = [{"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
-             for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]
-    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    clips = make_grey_clips(root, FPS)
     quiet = {"output.stats_interval": 0, "post.smooth_window_s": 0}
     before = [r.person_prob for r in Pipeline(str(root / "noperson" / "yard.mp4"), str(model),
                                               load_config(None, quiet)).run()]

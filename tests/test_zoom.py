@@ -17,7 +17,7 @@ from gapstream.paths import DEFAULT_ZOOM_MODEL
 from gapstream.post import zoomed
 from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, moving_blobs
 
-from .helpers import brightness_model, make_video_frames
+from .helpers import brightness_model, make_grey_clips, make_video_frames
 from .test_bad_input import assert_one_clear_error, run_cli
 
 BG, SQUARE = 120, 32  # grey background; side of the white square that jumps about
@@ -287,13 +287,7 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
     import sys
 
     root = tmp_path / "clips"
-    grey = [np.full((72, 128, 3), v, np.uint8) for v in [230] * 10 + [138] * 10]
-    make_video_frames(root / "people" / "walk.mp4", grey, 10)
-    make_video_frames(root / "noperson" / "yard.mp4", [np.full((72, 128, 3), 30, np.uint8)] * 10
-                      + [np.full((72, 128, 3), 138, np.uint8)] * 10, 10)
-    (root / "labels.json").write_text(json.dumps({"clips": [
-        {"file": f, "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": p}]}
-        for f, p in (("people/walk.mp4", True), ("noperson/yard.mp4", False))]}))
+    make_grey_clips(root)
     crop = tmp_path / "crop.tflite"
     shutil.copy(bright, crop)
     shutil.copy(bright.with_suffix(".json"), crop.with_suffix(".json"))
