@@ -287,7 +287,7 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
     import sys
 
     root = tmp_path / "clips"
-    make_grey_clips(root)
+    clips = make_grey_clips(root)
     crop = tmp_path / "crop.tflite"
     shutil.copy(bright, crop)
     shutil.copy(bright.with_suffix(".json"), crop.with_suffix(".json"))
@@ -310,6 +310,14 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
                           "--model", f"Z={bright}", "--zoom-meta", f"Y={crop}"],
                          capture_output=True, text=True, timeout=180)
     assert_one_clear_error(bad, "--zoom-meta", "Y")
+    assert crop.with_suffix(".json").read_bytes() == before
+    # Frames of about 1.0 labelled empty: no threshold keeps them within 2 %, nothing is written.
+    clips[0]["segments"][0]["person"] = False
+    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    stuck = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
+                            "--model", f"Z={bright}", "--zoom-meta", f"Z={crop}"],
+                           capture_output=True, text=True, timeout=180)
+    assert_one_clear_error(stuck, "--zoom-meta", "no threshold keeps Z within 2 %")
     assert crop.with_suffix(".json").read_bytes() == before
 
 
