@@ -15,7 +15,8 @@ smoothed the same way). Reported with ``operating_points.py``'s figures, the bas
 This screens the idea offline, with the run time's regions (``gapstream/zoom.py``; the run time
 has it as ``zoom.enabled``, off by default). With ``--split eval``
 (``--clips ../shared/data/clips``) it only records each clip's recall and false positives at the
-run-time decision threshold 0.5, as ``gapstream eval`` does: nothing is tuned there.
+run-time decision threshold, as ``gapstream eval`` does: 0.5, or a crop model's own
+``zoom_threshold`` (stop 20) for its zoomed frames. Nothing is tuned there.
 
 ``--gate`` (stop 19) also scores each crop model with its person class pooled only over the crop's
 cells that move now (``NAMEg``), as the whole frame's ``motion.gate: person`` does; it lost.
@@ -46,7 +47,7 @@ from operating_points import (  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.config import MotionConfig, ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
-from gapstream.meta import ModelMeta  # noqa: E402
+from gapstream.meta import ModelMeta, load_meta  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
 from gapstream.zones import masked_probs  # noqa: E402
@@ -137,10 +138,11 @@ def zoomed(base: Dump, crops: dict[str, list[float]], window_s: float) -> Dump:
     return out
 
 
-def at_decision(dump: Dump) -> dict:
-    """Each clip's recall and false positives at 0.5, and the eval split's summary of them."""
-    s = scores(dump)
-    return {"clips": {x.name: {"recall": x.recall, "fp_rate": x.fp_rate} for x in s}} | summary(s)
+def at_decision(dump: Dump, threshold: float = 0.5) -> dict:
+    """Each clip's recall and false positives at ``threshold``, and the eval split's summary of them."""
+    s = scores(dump, threshold)
+    return ({"threshold": threshold, "clips": {x.name: {"recall": x.recall, "fp_rate": x.fp_rate} for x in s}}
+            | summary(s))
 
 
 def record_line(name: str, r: dict) -> str:
@@ -149,7 +151,8 @@ def record_line(name: str, r: dict) -> str:
         return " / ".join(f"{k} {100 * v[x]:.1f}" for k, x in (("recall", "recall"), ("FP", "fp_rate"))
                           if v[x] is not None)
     clips = "; ".join(f"{c.split('/')[-1].removesuffix('.mp4')} {figures(v)}" for c, v in r["clips"].items())
-    head = f"{name}: mean recall {100 * r['mean_recall']:.1f} %, worst FP {100 * r['max_fp_rate']:.1f} %"
+    head = (f"{name} at {r['threshold']}: mean recall {100 * r['mean_recall']:.1f} %, "
+            f"worst FP {100 * r['max_fp_rate']:.1f} %")
     return f"{head}: {clips}"
 
 
@@ -174,12 +177,20 @@ def main() -> None:
         for name, probs in crop_probs(clip.path, models, args.min_side, args.gate).items():
             per_clip.setdefault(name, {})[clip.name] = probs
         print(clip.name, file=sys.stderr, flush=True)
-    measure = at_decision if args.split == "eval" else operating_points
+    frame_threshold = load_meta(base_path).decision_threshold
+
+    def measure(dump: Dump, crop: str | None = None) -> dict:
+        if args.split != "eval":
+            return operating_points(dump)
+        model = (models.get(crop) or models.get(crop[:-1])) if crop else None  # NAMEg: NAME's, gated
+        own = model.meta.zoom_threshold if model is not None else None
+        return at_decision(dump, frame_threshold if own is None else own)  # as pipeline.resolve_post does
+
     report = {base_name: measure(base)}
     for name, crops in per_clip.items():
         dump = zoomed(base, crops, cfg.post.smooth_window_s)
         Path(dumps, f"{name}.json").write_text(json.dumps({"model": name, "frames": dump}))
-        report[name] = measure(dump)
+        report[name] = measure(dump, name)
     if args.split != "eval":
         publish(report, args.out)
         return
