@@ -17,7 +17,9 @@ reports per model:
 
 Stop 20: ``--zoom-meta NAME=TFLITE`` writes a zoom dump's R2e threshold into its crop model's
 metadata (``zoom_threshold``, which the run time's zoom decides at); ``--two-thresholds BASE+ZOOM``
-reports a zoom dump with the whole frame held at 0.5 and only the crops' threshold chosen.
+reports a zoom dump with the whole frame held at 0.5 and only the crops' threshold chosen;
+``--sustain NAME=S`` reports NAME with each probability the minimum over the last S seconds (the
+run time's ``post.zoom_sustain_s``; ``--zoom-meta NAMEsS=TFLITE`` stores both).
 
 Stop 13's table (``benchmarks/results/stop13.md``); never run it on the eval split::
 
@@ -41,6 +43,7 @@ from gapstream.config import PipelineConfig, load_config  # noqa: E402
 from gapstream.errors import GapstreamError  # noqa: E402
 from gapstream.meta import load_meta, save_meta  # noqa: E402
 from gapstream.pipeline import Pipeline  # noqa: E402
+from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
 from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
 
@@ -113,6 +116,16 @@ def two_thresholds(base: Dump, zoomed: Dump, base_threshold: float = 0.5) -> Dum
     return out
 
 
+def sustained(dump: Dump, window_s: float) -> Dump:
+    """Each frame's probability as the minimum over the last ``window_s`` seconds, as the run
+    time's ``zoom.sustain_s`` decides (smoothing.ScoreHistory "min")."""
+    out = {}
+    for clip, rows in dump.items():
+        history = ScoreHistory(window_s, "min")
+        out[clip] = [(t, lab, history.update(t, p)) for t, lab, p in rows]
+    return out
+
+
 def worst_rise(fp: dict[str, float], base: dict[str, float]) -> float:
     """The largest rise of one empty clip's false-positive rate over the baseline's."""
     return max(fp[c] - base[c] for c in base)
@@ -166,12 +179,26 @@ def main() -> None:
                          "there, so a model added later does not re-run the others")
     ap.add_argument("--zoom-meta", action="append", default=[], metavar="NAME=TFLITE",
                     help="write NAME's 2 %% empty-clip threshold (t2e) into TFLITE's metadata as its "
-                         "zoom_threshold: NAME is a zoom dump (benchmarks/zoom.py) with TFLITE on the crops")
+                         "zoom_threshold (and a --sustain entry's window as its zoom_sustain_s): NAME is "
+                         "a zoom dump (benchmarks/zoom.py) with TFLITE on the crops")
     ap.add_argument("--two-thresholds", action="append", default=[], metavar="BASE+ZOOM",
                     help="also report the zoom dump ZOOM with the whole frame (the dump BASE) decided at "
                          "0.5 and the crops at the threshold chosen (stop 20's rule 20b; both with --model)")
+    ap.add_argument("--sustain", action="append", default=[], metavar="NAME=S",
+                    help="also report NAME's dump with each probability the minimum over the last S seconds "
+                         "(NAMEsS; the run time's zoom.sustain_s, stop 20's rule 20c)")
     args = ap.parse_args()
     names = {spec.partition("=")[0] for spec in args.model}
+    windows: dict[str, float] = {}  # the --sustain entries' names and seconds
+    for spec in args.sustain:
+        name, _, window = spec.partition("=")
+        if name not in names:
+            raise GapstreamError(f"--sustain {spec}: pass {name} with --model")
+        try:
+            windows[f"{name}s{window}"] = float(window)
+        except ValueError:
+            raise GapstreamError(f"--sustain {spec}: S must be a number of seconds") from None
+    names |= set(windows)
     for spec in args.two_thresholds:  # checked before any clip runs
         if not set(spec.split("+", 1)) <= names or "+" not in spec:
             raise GapstreamError(f"--two-thresholds {spec}: pass both models with --model")
@@ -185,6 +212,9 @@ def main() -> None:
         name, _, path = spec.partition("=")
         dumps[name] = cached_frames(clips, path, cfg, args.dumps, name)
         report[name] = operating_points(dumps[name])
+    for key, seconds in windows.items():
+        dumps[key] = sustained(dumps[key.rpartition("s")[0]], seconds)
+        report[key] = operating_points(dumps[key])
     for spec in args.two_thresholds:
         base, _, zoomed = spec.partition("+")
         try:
@@ -199,8 +229,10 @@ def main() -> None:
                                  "positives on the empty clips (its metadata is left as it was)")
         meta = load_meta(crop)
         meta.zoom_threshold = float(report[name]["t2e"])
+        meta.zoom_sustain_s = windows.get(name)  # a --sustain entry's window, else none
         save_meta(meta, crop)
-        print(f"{crop}: zoom threshold {meta.zoom_threshold} written to its metadata")
+        print(f"{crop}: zoom threshold {meta.zoom_threshold}, sustained {meta.zoom_sustain_s or 0} s, "
+              "written to its metadata")
 
 
 def cached_frames(clips: list, model: str, cfg: PipelineConfig, dumps: str | None, name: str) -> Dump:

@@ -130,6 +130,10 @@ class PostConfig:
     # alike); None: the crop model's own (its metadata's zoom_threshold, chosen with the zoom on),
     # else score_threshold. Image folders are never zoomed: score_threshold decides them.
     zoom_score_threshold: float | None = checked(None, between(0, 1))
+    # Seconds a zoomed frame's probability must have stayed at or above that threshold (the
+    # minimum over the window decides): the zoom's false alarms come in short runs. None: the crop
+    # model's own (its metadata's zoom_sustain_s), else 0 (frame by frame).
+    zoom_sustain_s: float | None = checked(None, at_least(0))
     # Smallest box as a fraction of the frame area.
     min_area: float = checked(0.005, Rule(lambda v: 0 <= v < 1, "must be between 0 and 1"))
     # Longer side of the CAM used for boxes; boxes are scaled to the frame.

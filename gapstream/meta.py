@@ -56,6 +56,9 @@ class ModelMeta:
     # and the crops' probabilities alike), chosen on validation footage with the zoom on
     # (benchmarks/operating_points.py --zoom-meta). None: the frame model's decision_threshold.
     zoom_threshold: float | None = None
+    # ... and how long a zoomed frame's probability must have stayed at or above it (the minimum
+    # over that many seconds decides; post.zoom_sustain_s). None: not at all (0).
+    zoom_sustain_s: float | None = None
     # The dense layer as trained, (C, K) and (K,), when the CAM kernel above is a derived one
     # (scene models store the person-minus-no-person difference). The run time pools these
     # per-cell scores itself (cam.pool_probs) instead of trusting an int8 graph's pooling.
@@ -98,8 +101,9 @@ class ModelMeta:
         d["input_size"] = list(self.input_size)
         d["input_range"] = list(self.input_range)
         d["box_scale"] = list(self.box_scale)
-        if d["zoom_threshold"] is None:
-            del d["zoom_threshold"]
+        for key in ("zoom_threshold", "zoom_sustain_s"):
+            if d[key] is None:
+                del d[key]
         for key in ("pool_kernel", "pool_bias"):
             if d[key] is None:
                 del d[key]
@@ -134,6 +138,7 @@ class ModelMeta:
                 box_scale=(float(d.get("box_scale", (1, 1))[0]), float(d.get("box_scale", (1, 1))[1])),
                 decision_threshold=float(d.get("decision_threshold", 0.5)),
                 zoom_threshold=None if d.get("zoom_threshold") is None else float(d["zoom_threshold"]),
+                zoom_sustain_s=None if d.get("zoom_sustain_s") is None else float(d["zoom_sustain_s"]),
                 pool_kernel=None if "pool_kernel" not in d else np.asarray(d["pool_kernel"], np.float32),
                 pool_bias=None if "pool_bias" not in d else np.asarray(d["pool_bias"], np.float32),
                 topk_share=float(d.get("topk_share", 0.05)),

@@ -323,8 +323,9 @@ def _watch(run: _Running, live: bool, next_index: int) -> None:
 
 def resolve_post(post: PostConfig, meta: ModelMeta, zoom: ZoomSpec | None = None) -> PostConfig:
     """``post`` with the box rule the config leaves open (thresholds, box factors) taken from the
-    models' metadata, where validation chose it. The zoomed frames' decision threshold is the crop
-    model's ``zoom_threshold`` (chosen for the zoomed decision) unless the config sets one."""
+    models' metadata, where validation chose it. The zoomed frames' decision threshold and how long
+    it must hold are the crop model's ``zoom_threshold`` and ``zoom_sustain_s`` (chosen for the
+    zoomed decision) unless the config sets them."""
     if post.threshold is None:
         post = replace(post, threshold=meta.cam_threshold)
     zoomed = post.zoom_score_threshold
@@ -333,6 +334,9 @@ def resolve_post(post: PostConfig, meta: ModelMeta, zoom: ZoomSpec | None = None
     if post.score_threshold is None:
         post = replace(post, score_threshold=meta.decision_threshold)
     post = replace(post, zoom_score_threshold=post.score_threshold if zoomed is None else zoomed)
+    if post.zoom_sustain_s is None:
+        sustain = zoom.sustain_s if zoom is not None else None
+        post = replace(post, zoom_sustain_s=sustain or 0.0)
     if post.box_scale is None:
         post = replace(post, box_scale=list(meta.box_scale))
     return post
@@ -360,7 +364,8 @@ def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo]) -> ZoomSpec | None:
     crop_model = resolve_model(cfg.zoom.model, DEFAULT_ZOOM_MODEL, "--zoom-model")
     crop_meta = load_meta(crop_model)
     stills = tuple(k for k, info in enumerate(infos) if info.kind == "images")
-    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, crop_meta.zoom_threshold)
+    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, crop_meta.zoom_threshold,
+                    crop_meta.zoom_sustain_s)
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,

@@ -119,6 +119,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     gates: dict[int, MotionGate] = {}
     histories: dict[int, ScoreHistory] = {}
     zoom_histories: dict[int, ScoreHistory] = {}
+    sustained: dict[int, ScoreHistory] = {}  # each camera's zoomed probabilities, for their minimum
     try:
         while not stop.is_set():
             beat()
@@ -159,6 +160,10 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 by_zoom = zoomed(probs, fmaps, meta, fcfg, zoom_prob, rec.zoom)
                 if by_zoom is not None:
                     cls, cam, is_person, det = by_zoom
+                if cfg.zoom_sustain_s and cfg.zoom_sustain_s > 0:
+                    history = sustained.setdefault(rec.camera, ScoreHistory(cfg.zoom_sustain_s, "min"))
+                    if history.update(rec.pts, float(probs[meta.person_index])) < fcfg.score_threshold:
+                        is_person, det = False, Detections.empty()  # not up for the whole window yet
             maps.release(mslot)
             if annotate:
                 frame = rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w]

@@ -5,7 +5,8 @@ flagged for a frame or two, are the commonest errors on real footage. Video anal
 decide on a short score history rather than on one frame (Frigate compares the median of
 a tracked object's scores with its threshold); here it is the median (or mean) of the
 person probability over the frames of the last ``window_s`` seconds, causal, so that a
-live run decides on what it has seen.
+live run decides on what it has seen. The minimum (``how="min"``) says whether a probability
+has stayed up for the whole window (the zoom's ``sustain_s``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ScoreHistory:
             self._pts.popleft()
             self._probs.popleft()
         values = np.fromiter(self._probs, np.float64, len(self._probs))
+        if self.how == "min":
+            return float(values.min())
         return float(np.median(values) if self.how == "median" else values.mean())
 
 

@@ -102,6 +102,7 @@ class ZoomSpec:
     model_path: str
     stills: tuple[int, ...] = ()  # cameras that are image folders: unrelated pictures, no motion
     threshold: float | None = None  # the crop model's zoom_threshold (pipeline.resolve_post)
+    sustain_s: float | None = None  # the crop model's zoom_sustain_s (pipeline.resolve_post)
 
     def build(self, threads: int | None) -> Zoom:
         return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills)

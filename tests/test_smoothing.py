@@ -32,6 +32,13 @@ def test_mean_and_a_timestamp_that_goes_back_restarts() -> None:
     assert h.update(0.1, 0.3) == pytest.approx(0.3)  # a new stream: nothing of the old one counts
 
 
+def test_minimum_says_whether_a_score_stayed_up_for_the_window() -> None:
+    h = ScoreHistory(0.3, "min")
+    got = [h.update(i / 10, p) for i, p in enumerate([0.9, 0.9, 0.2, 0.9, 0.9, 0.9, 0.9])]
+    # (t - 0.3, t]: three frames; a dip is remembered until it has left the window.
+    assert got == [0.9, 0.9, 0.2, 0.2, 0.2, 0.9, 0.9]
+
+
 def test_a_window_shorter_than_a_frame_is_the_frame_itself() -> None:
     h = ScoreHistory(1e-9, "median")
     assert [h.update(i / 10, p) for i, p in enumerate([0.2, 0.9, 0.4])] == [0.2, 0.9, 0.4]

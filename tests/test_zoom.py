@@ -234,29 +234,31 @@ def test_zoom_uses_the_shipped_crop_model_and_its_threshold(bright: Path, tmp_pa
 
     video = make_video_frames(tmp_path / "v.mp4", [frame_with_square(10, 10)] * 3)
 
-    def thresholds(**over: object) -> tuple[float | None, float | None]:
+    def thresholds(**over: object) -> tuple[float | None, float | None, float | None]:
         post = Pipeline(str(video), str(bright), load_config(None, over)).plan().post
-        return post.score_threshold, post.zoom_score_threshold
+        return post.score_threshold, post.zoom_score_threshold, post.zoom_sustain_s
 
     own = load_meta(bright).decision_threshold
     shipped = load_meta(DEFAULT_ZOOM_MODEL)
-    assert shipped.zoom_threshold is not None and shipped.zoom_threshold != own
+    assert shipped.zoom_threshold is not None and shipped.zoom_sustain_s  # chosen together (stop 20)
     plan = Pipeline(str(video), str(bright), load_config(None, {"zoom.enabled": True})).plan()
     assert plan.zoom is not None and plan.zoom.model_path == str(DEFAULT_ZOOM_MODEL)
-    assert thresholds(**{"zoom.enabled": True}) == (own, shipped.zoom_threshold)
-    assert thresholds() == (own, own)
-    assert thresholds(**{"zoom.enabled": True, "post.score_threshold": 0.6}) == (0.6, 0.6)
-    assert thresholds(**{"zoom.enabled": True, "post.zoom_score_threshold": 0.65}) == (own, 0.65)
+    assert thresholds(**{"zoom.enabled": True}) == (own, shipped.zoom_threshold, shipped.zoom_sustain_s)
+    assert thresholds() == (own, own, 0.0)
+    zoom_at = {"zoom.enabled": True, "post.score_threshold": 0.6}
+    assert thresholds(**zoom_at) == (0.6, 0.6, shipped.zoom_sustain_s)
+    assert thresholds(**{"zoom.enabled": True, "post.zoom_score_threshold": 0.65,
+                         "post.zoom_sustain_s": 0}) == (own, 0.65, 0.0)
     crop = tmp_path / "crop.tflite"
     shutil.copy(bright, crop)
     shutil.copy(bright.with_suffix(".json"), crop.with_suffix(".json"))
     assert "zoom_threshold" not in json.loads(crop.with_suffix(".json").read_text())
-    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, own)
+    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, own, 0.0)
     meta = load_meta(crop)
-    meta.zoom_threshold = 0.7
+    meta.zoom_threshold, meta.zoom_sustain_s = 0.7, 0.4
     save_meta(meta, crop)
-    assert load_meta(crop).zoom_threshold == 0.7
-    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, 0.7)
+    assert (load_meta(crop).zoom_threshold, load_meta(crop).zoom_sustain_s) == (0.7, 0.4)
+    assert thresholds(**{"zoom.enabled": True, "zoom.model": str(crop)}) == (own, 0.7, 0.4)
     # The shipped crop model missing: a clear error that names the option to pass.
     monkeypatch.setattr("gapstream.pipeline.DEFAULT_ZOOM_MODEL", tmp_path / "gone.tflite")
     with pytest.raises(ModelError, match="--zoom-model"):
@@ -271,6 +273,11 @@ def test_zoomed_frames_and_image_folders_have_their_own_threshold(bright: Path, 
     strict = {"zoom.enabled": True, "post.zoom_score_threshold": 0.99}
     assert sum(run(bright, video, **{"zoom.enabled": True})[i][0] for i in range(20)) == 17
     assert not any(p for p, _, _ in run(bright, video, **strict))
+    # Sustained for 0.35 s (four frames at 10 fps): the first three zoomed finds are dropped, as
+    # the window still holds a frame of the warm-up; their probability is kept as it was.
+    held = run(bright, video, **{"zoom.enabled": True, "post.zoom_sustain_s": 0.35})
+    assert [p for p, _, _ in held] == [False] * 6 + [True] * 14
+    assert all(prob > 0.9 and not len(boxes) for _, boxes, prob in held[3:6])
     folder = tmp_path / "stills"
     folder.mkdir()
     for i in range(3):  # grey 138: a whole-frame person probability between 0.5 and 0.99
@@ -295,14 +302,16 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
     cfg.write_text("post:\n  smooth_window_s: 0\n")
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "operating_points.py"
     r = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
-                        "--model", f"Z={bright}", "--zoom-meta", f"Z={crop}", "--two-thresholds", "Z+Z",
-                        "--out", str(tmp_path / "r.json")],
+                        "--model", f"Z={bright}", "--sustain", "Z=0.5", "--zoom-meta", f"Zs0.5={crop}",
+                        "--two-thresholds", "Z+Z", "--out", str(tmp_path / "r.json")],
                        capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     t2e = report["Z"]["t2e"]
-    # The grey empty frames score between 0.5 and 1: the threshold rises above them.
-    assert 0.5 < t2e < 1 and load_meta(crop).zoom_threshold == t2e and report["Z"]["reached2e"]
+    # The grey empty frames score between 0.5 and 1: the threshold rises above them, and a minimum
+    # over 0.5 s (they last 1 s) keeps them. The sustained entry's threshold and window are written.
+    assert 0.5 < t2e < 1 and report["Z"]["reached2e"] and report["Zs0.5"]["t2e"] == t2e
+    assert (load_meta(crop).zoom_threshold, load_meta(crop).zoom_sustain_s) == (t2e, 0.5)
     # With the whole frame held at 0.5 (rule 20b), no crop threshold removes those frames.
     assert not report["Z2t"]["reached2e"] and report["Z2t"]["t2e"] == 0.999
     before = crop.with_suffix(".json").read_bytes()
