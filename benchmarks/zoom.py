@@ -15,8 +15,8 @@ smoothed the same way). Reported with ``operating_points.py``'s figures, the bas
 This screens the idea offline, with the run time's regions (``gapstream/zoom.py``; the run time
 has it as ``zoom.enabled``, off by default). With ``--split eval``
 (``--clips ../shared/data/clips``) it only records each clip's recall and false positives at the
-run-time decision threshold, as ``gapstream eval`` does: 0.5, or a crop model's own
-``zoom_threshold`` (stop 20) for its zoomed frames. Nothing is tuned there.
+run-time decision, as ``gapstream eval`` does: 0.5, or a crop model's own ``zoom_threshold``
+and ``zoom_sustain_s`` (stop 20) for its zoomed frames. Nothing is tuned there.
 
 ``--gate`` (stop 19) also scores each crop model with its person class pooled only over the crop's
 cells that move now (``NAMEg``), as the whole frame's ``motion.gate: person`` does; it lost.
@@ -42,6 +42,7 @@ from operating_points import (  # noqa: E402
     operating_points,
     publish,
     scores,
+    sustained,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -184,6 +185,9 @@ def main() -> None:
             return operating_points(dump)
         model = (models.get(crop) or models.get(crop[:-1])) if crop else None  # NAMEg: NAME's, gated
         own = model.meta.zoom_threshold if model is not None else None
+        window = model.meta.zoom_sustain_s if model is not None else None
+        if window:
+            dump = sustained(dump, window)
         return at_decision(dump, frame_threshold if own is None else own)  # as pipeline.resolve_post does
 
     report = {base_name: measure(base)}
