@@ -92,10 +92,11 @@ def to_frame_coordinates(det: Detections, rec: FrameRecord) -> Detections:
     return det.scaled((rec.src_w or rec.w) / rec.w, (rec.src_h or rec.h) / rec.h)
 
 
-def camera_history(histories: dict[int, ScoreHistory], camera: int, cfg: PostConfig) -> ScoreHistory:
+def camera_history(histories: dict[int, ScoreHistory], camera: int, window_s: float,
+                   how: str) -> ScoreHistory:
     """Camera ``camera``'s score history in ``histories``, made on its first frame."""
     if camera not in histories:
-        histories[camera] = ScoreHistory(cfg.smooth_window_s, cfg.smooth)
+        histories[camera] = ScoreHistory(window_s, how)
     return histories[camera]
 
 
@@ -119,7 +120,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     gates: dict[int, MotionGate] = {}
     histories: dict[int, ScoreHistory] = {}
     zoom_histories: dict[int, ScoreHistory] = {}
-    sustained: dict[int, ScoreHistory] = {}  # each camera's zoomed probabilities, for their minimum
+    sustain_histories: dict[int, ScoreHistory] = {}  # each camera's zoomed probabilities, for their minimum
     try:
         while not stop.is_set():
             beat()
@@ -138,7 +139,8 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             still = bool(stills) and stills[rec.camera]
             fcfg = cfg if rec.zoom is None else zoom_cfg  # never zoomed: image folders, zoom off
             if cfg.smooth_window_s > 0 and not still:
-                smooth = partial(camera_history(histories, rec.camera, cfg).update, rec.pts)
+                history = camera_history(histories, rec.camera, cfg.smooth_window_s, cfg.smooth)
+                smooth = partial(history.update, rec.pts)
             if motion is not None and motion.enabled and not still:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
@@ -156,12 +158,13 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             if rec.zoom is not None:  # never for an image folder (zoom.Zoom.look)
                 zoom_prob = rec.zoom.prob
                 if cfg.smooth_window_s > 0:
-                    zoom_prob = camera_history(zoom_histories, rec.camera, cfg).update(rec.pts, zoom_prob)
+                    zoom_prob = camera_history(zoom_histories, rec.camera, cfg.smooth_window_s,
+                                               cfg.smooth).update(rec.pts, zoom_prob)
                 by_zoom = zoomed(probs, fmaps, meta, fcfg, zoom_prob, rec.zoom)
                 if by_zoom is not None:
                     cls, cam, is_person, det = by_zoom
-                if cfg.zoom_sustain_s and cfg.zoom_sustain_s > 0:
-                    history = sustained.setdefault(rec.camera, ScoreHistory(cfg.zoom_sustain_s, "min"))
+                if cfg.zoom_sustain_s:
+                    history = camera_history(sustain_histories, rec.camera, cfg.zoom_sustain_s, "min")
                     if history.update(rec.pts, float(probs[meta.person_index])) < fcfg.score_threshold:
                         is_person, det = False, Detections.empty()  # not up for the whole window yet
             maps.release(mslot)

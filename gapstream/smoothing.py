@@ -6,7 +6,7 @@ decide on a short score history rather than on one frame (Frigate compares the m
 a tracked object's scores with its threshold); here it is the median (or mean) of the
 person probability over the frames of the last ``window_s`` seconds, causal, so that a
 live run decides on what it has seen. The minimum (``how="min"``) says whether a probability
-has stayed up for the whole window (the zoom's ``sustain_s``).
+has stayed up for the whole window (``post.zoom_sustain_s``).
 """
 
 from __future__ import annotations
