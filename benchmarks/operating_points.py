@@ -186,21 +186,21 @@ def main() -> None:
                          "0.5 and the crops at the threshold chosen (stop 20's rule 20b; both with --model)")
     ap.add_argument("--sustain", action="append", default=[], metavar="NAME=S",
                     help="also report NAME's dump with each probability the minimum over the last S seconds "
-                         "(NAMEsS; the run time's zoom.sustain_s, stop 20's rule 20c)")
+                         "(NAMEsS; the run time's post.zoom_sustain_s, stop 20's rule 20c)")
     args = ap.parse_args()
     names = {spec.partition("=")[0] for spec in args.model}
-    windows: dict[str, float] = {}  # the --sustain entries' names and seconds
+    windows: dict[str, tuple[str, float]] = {}  # each --sustain entry: its dump's name and seconds
     for spec in args.sustain:
         name, _, window = spec.partition("=")
         if name not in names:
             raise GapstreamError(f"--sustain {spec}: pass {name} with --model")
         try:
-            windows[f"{name}s{window}"] = float(window)
+            windows[f"{name}s{window}"] = (name, float(window))
         except ValueError:
             raise GapstreamError(f"--sustain {spec}: S must be a number of seconds") from None
     names |= set(windows)
     for spec in args.two_thresholds:  # checked before any clip runs
-        if not set(spec.split("+", 1)) <= names or "+" not in spec:
+        if "+" not in spec or not set(spec.split("+", 1)) <= names:
             raise GapstreamError(f"--two-thresholds {spec}: pass both models with --model")
     for spec in args.zoom_meta:
         if spec.partition("=")[0] not in names:
@@ -212,8 +212,8 @@ def main() -> None:
         name, _, path = spec.partition("=")
         dumps[name] = cached_frames(clips, path, cfg, args.dumps, name)
         report[name] = operating_points(dumps[name])
-    for key, seconds in windows.items():
-        dumps[key] = sustained(dumps[key.rpartition("s")[0]], seconds)
+    for key, (name, seconds) in windows.items():
+        dumps[key] = sustained(dumps[name], seconds)
         report[key] = operating_points(dumps[key])
     for spec in args.two_thresholds:
         base, _, zoomed = spec.partition("+")
@@ -229,7 +229,7 @@ def main() -> None:
                                  "positives on the empty clips (its metadata is left as it was)")
         meta = load_meta(crop)
         meta.zoom_threshold = float(report[name]["t2e"])
-        meta.zoom_sustain_s = windows.get(name)  # a --sustain entry's window, else none
+        meta.zoom_sustain_s = windows[name][1] if name in windows else None  # a --sustain entry's window
         save_meta(meta, crop)
         print(f"{crop}: zoom threshold {meta.zoom_threshold}, sustained {meta.zoom_sustain_s or 0} s, "
               "written to its metadata")
