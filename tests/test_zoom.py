@@ -320,6 +320,12 @@ def test_operating_points_writes_the_zoom_threshold(bright: Path, tmp_path: Path
                          capture_output=True, text=True, timeout=180)
     assert_one_clear_error(bad, "--zoom-meta", "Y")
     assert crop.with_suffix(".json").read_bytes() == before
+    wrong_names = ((["--two-thresholds", "Z+Y"], "--two-thresholds"), (["--sustain", "Y=0.5"], "--sustain"),
+                   (["--sustain", "Z=soon"], "number of seconds"))
+    for flags, needle in wrong_names:  # refused before any clip runs
+        wrong = subprocess.run([sys.executable, str(script), "--clips", str(root), "--model", f"Z={bright}",
+                                *flags], capture_output=True, text=True, timeout=60)
+        assert_one_clear_error(wrong, needle)
     # Frames of about 1.0 labelled empty: no threshold keeps them within 2 %, nothing is written.
     clips[0]["segments"][0]["person"] = False
     (root / "labels.json").write_text(json.dumps({"clips": clips}))
