@@ -49,10 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.config import MotionConfig, ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.meta import ModelMeta, load_meta  # noqa: E402
+from gapstream.pipeline import resolve_post  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.footage import summary  # noqa: E402
 from gapstream.zones import masked_probs  # noqa: E402
-from gapstream.zoom import Box, Regions, cut  # noqa: E402
+from gapstream.zoom import Box, Regions, ZoomSpec, cut  # noqa: E402
 
 CROP_SIDE = 256
 
@@ -178,17 +179,19 @@ def main() -> None:
         for name, probs in crop_probs(clip.path, models, args.min_side, args.gate).items():
             per_clip.setdefault(name, {})[clip.name] = probs
         print(clip.name, file=sys.stderr, flush=True)
-    frame_threshold = load_meta(base_path).decision_threshold
+    base_meta = load_meta(base_path)
 
     def measure(dump: Dump, crop: str | None = None) -> dict:
         if args.split != "eval":
             return operating_points(dump)
-        model = (models.get(crop) or models.get(crop[:-1])) if crop else None  # NAMEg: NAME's, gated
-        own = model.meta.zoom_threshold if model is not None else None
-        window = model.meta.zoom_sustain_s if model is not None else None
-        if window:
-            dump = sustained(dump, window)
-        return at_decision(dump, frame_threshold if own is None else own)  # as pipeline.resolve_post does
+        if crop is None:
+            return at_decision(dump, resolve_post(cfg.post, base_meta).score_threshold)
+        model = models.get(crop) or models[crop[:-1]]  # NAMEg: NAME's crops, gated
+        spec = ZoomSpec(cfg.zoom, cfg.motion, "", (), model.meta.zoom_threshold, model.meta.zoom_sustain_s)
+        post = resolve_post(cfg.post, base_meta, spec)  # the run time's thresholds, config overrides included
+        if post.zoom_sustain_s:
+            dump = sustained(dump, post.zoom_sustain_s)
+        return at_decision(dump, post.zoom_score_threshold)
 
     report = {base_name: measure(base)}
     for name, crops in per_clip.items():
