@@ -21,7 +21,7 @@ import numpy as np
 from .config import SourceConfig
 from .credentials import redact_text, redact_url
 from .errors import SourceError
-from .media import IMAGE_EXTS, VIDEO_EXTS, image_size, rgb_upright
+from .media import IMAGE_EXTS, VIDEO_EXTS, RgbConverter, image_size
 from .rate import FramePicker
 from .results import FrameRecord
 
@@ -219,13 +219,14 @@ def read_file(info: SourceInfo, cfg: SourceConfig, pick: Pick = None) -> Iterato
         tb = float(st.time_base or 0)
         n = 0
         last_t = 0.0
+        rgb = RgbConverter()
         try:
             for frame in container.decode(st):
                 t = float(frame.pts * tb) if frame.pts is not None and tb else n / info.fps
                 last_t = t
                 n += 1
                 if pick is None or pick(t):  # before the RGB conversion, the costly part
-                    yield to_rgb(frame, info), t
+                    yield to_rgb(frame, info, rgb), t
         except av.error.FFmpegError as exc:
             raise FileTruncated(
                 f"{info.name}: video is corrupt or truncated: decoding failed after {n} frames "
@@ -239,16 +240,17 @@ def read_file(info: SourceInfo, cfg: SourceConfig, pick: Pick = None) -> Iterato
             )
 
 
-def to_rgb(frame: Any, info: SourceInfo) -> np.ndarray:
+def to_rgb(frame: Any, info: SourceInfo, rgb: RgbConverter | None = None) -> np.ndarray:
     """A decoded frame as upright RGB; with ``info.decode_size`` (h, w) scaled in the same swscale
     pass, which costs far less than full-size RGB followed by a resize when the model input is
     small. A rotated frame, or one whose size differs from the probed size, is converted at full
     size (turned upright; the capture stage fits it to its slot)."""
+    rgb = rgb or RgbConverter()
     size = info.decode_size
     if (size is None or getattr(frame, "rotation", 0)
             or (frame.height, frame.width) != (info.height, info.width)):
-        return rgb_upright(frame)
-    return frame.to_ndarray(width=size[1], height=size[0], format="rgb24", interpolation="AREA")
+        return rgb.upright(frame)
+    return rgb(frame, size, "AREA")
 
 
 def read_images(info: SourceInfo) -> Iterator[tuple[np.ndarray, float]]:
@@ -330,6 +332,7 @@ class StreamReader:
                     st = container.streams.video[0]
                     st.thread_type = "AUTO"
                     t_last = time.monotonic()
+                    rgb = RgbConverter()  # per connection: a reconnect may bring another size
                     if worked:
                         log.info("reconnected to %s", self.info.name)
                         self.on_reconnect()
@@ -343,7 +346,7 @@ class StreamReader:
                             got += 1
                             t = time.monotonic() - start
                             if self.pick is None or self.pick(t):
-                                yield rgb_upright(frame), t
+                                yield rgb.upright(frame), t
                             t_last = time.monotonic()
                             if self.stop.is_set():
                                 return

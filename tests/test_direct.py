@@ -15,7 +15,7 @@ from gapstream import Pipeline
 from gapstream.config import load_config
 from gapstream.errors import ConfigError
 
-from .helpers import make_video
+from .helpers import make_video, make_video_frames
 
 
 def test_decode_to_model_size_keeps_results_in_source_pixels(tiny_model: Path, tmp_path: Path) -> None:
@@ -48,3 +48,23 @@ def test_cli_decodes_at_model_size_only_without_full_frame_outputs(tiny_model: P
         lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
         assert [rec["frame"] for rec in lines] == list(range(15))
         assert ("decoding straight to the model's input size 64x64" in r.stderr) == direct
+
+
+def test_one_swscale_context_gives_the_same_pixels(tmp_path: Path) -> None:
+    """media.RgbConverter keeps one swscale context from frame to frame (faster); its frames, at
+    full size and scaled as source.decode_to_model scales them, equal PyAV's per-frame conversion,
+    also when the frame size changes between two calls."""
+    import av
+
+    from gapstream.media import RgbConverter
+
+    rng = np.random.default_rng(0)
+    clips = [make_video_frames(tmp_path / f"{w}.mp4", list(rng.integers(0, 255, (4, h, w, 3), np.uint8)))
+             for w, h in ((160, 96), (128, 128))]
+    rgb = RgbConverter()
+    for clip in clips * 2:
+        with av.open(str(clip)) as c:
+            for frame in c.decode(video=0):
+                assert np.array_equal(rgb(frame), frame.to_ndarray(format="rgb24"))
+                scaled = frame.to_ndarray(format="rgb24", width=72, height=40, interpolation="AREA")
+                assert np.array_equal(rgb(frame, (40, 72), "AREA"), scaled)
