@@ -186,6 +186,9 @@ class ZoomConfig:
     min_side: float = checked(3.0, at_least(1))  # a crop is at least 1/min_side of the frame height
     input_size: int = checked(256, at_least(32))
     min_area: int = checked(6, at_least(1))  # smallest blob, in pixels of the 320-px wide motion mask
+    # The crop model runs on every `every`-th frame of a camera; the frames between keep the last
+    # crops' look (the background still learns from every frame). 1: every frame.
+    every: int = checked(1, at_least(1))
 
 
 @dataclass

@@ -262,7 +262,7 @@ class Pipeline:
             monitor.frame_done(rec)
             run.counters.add("output")
             if rec.zoom is not None:  # counted with the frame it was cut from, once (multi.py likewise)
-                run.counters.add("zoom_crops", len(rec.zoom.regions))
+                run.counters.add("zoom_crops", rec.zoom.crops_run)
             next_index, run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             try:

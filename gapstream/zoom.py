@@ -14,7 +14,7 @@ Screened offline by ``benchmarks/zoom.py`` (stops 17 and 18).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -81,11 +81,18 @@ class Regions:
 @dataclass(frozen=True)
 class ZoomLook:
     """One frame's crops: regions ``(K, 4)`` in the frame's pixels, person probabilities ``(K,)``
-    and person CAMs ``(K, h, w)`` in [0, 1]. K is 0 when nothing moved."""
+    and person CAMs ``(K, h, w)`` in [0, 1]. K is 0 when nothing moved. ``ran``: the crop model
+    ran on this frame (False where it is an earlier frame's look, kept by ``zoom.every``)."""
 
     regions: np.ndarray
     probs: np.ndarray
     cams: np.ndarray
+    ran: bool = True
+
+    @property
+    def crops_run(self) -> int:
+        """The crops the crop model ran on for this frame."""
+        return len(self.regions) if self.ran else 0
 
     @property
     def prob(self) -> float:
@@ -116,6 +123,7 @@ class Zoom:
         self.cfg, self.motion, self.stills = cfg, motion, stills
         self.model = GapModel(model_path, threads, (cfg.input_size, cfg.input_size))
         self._regions: dict[int, Regions] = {}
+        self._last: dict[int, tuple[int, ZoomLook]] = {}  # per camera: frames since its crops ran, their look
         grid = self.model.meta.maps_shape(self.model.input_size)[:2]
         self._none = ZoomLook(np.zeros((0, 4), np.int32), np.zeros(0, np.float32),
                               np.zeros((0, *grid), np.float32))
@@ -129,11 +137,18 @@ class Zoom:
             self._regions[camera] = Regions(self.cfg, self.motion)
         found = self._regions[camera].find(frame)
         if not found:
+            self._last.pop(camera, None)
             return self._none
+        age, last = self._last.get(camera, (0, self._none))
+        if 0 < age < self.cfg.every:  # between two runs of the crop model (zoom.every)
+            self._last[camera] = (age + 1, last)
+            return replace(last, ran=False)
         probs, maps = self.model.predict(cut(frame, found, self.cfg.input_size))
         person = self.model.meta.person_index
         cams = cam_batch(maps, self.model.meta.dense_kernel, np.full(len(found), person))
-        return ZoomLook(np.array(found, np.int32), probs[:, person].astype(np.float32), cams)
+        look = ZoomLook(np.array(found, np.int32), probs[:, person].astype(np.float32), cams)
+        self._last[camera] = (1, look)
+        return look
 
 
 def crop_detections(look: ZoomLook, cfg: PostConfig) -> Detections:

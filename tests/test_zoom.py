@@ -146,6 +146,28 @@ def test_pipeline_zoom_finds_the_small_bright_square(bright: Path, jumping: tupl
         assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes), (boxes, x, y)
 
 
+def test_zoom_every_third_frame_keeps_the_last_look(bright: Path, jumping: tuple[Path, list]) -> None:
+    """``zoom.every: 3``: the crop model runs on the first frame after the warm-up and every third
+    frame on; the two frames between keep that frame's crops (their boxes stay on the square where
+    it was then), and only the crops that ran are counted."""
+    video, spots = jumping
+    cfg = load_config(None, {"motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
+                             "zoom.enabled": True, "zoom.every": 3, "zoom.min_side": 100.0,
+                             "zoom.input_size": 64, "zoom.model": str(bright)})
+    pipe = Pipeline(str(video), str(bright), cfg)
+    got = [(r.is_person, r.detections.xyxy.copy()) for r in pipe.run()]
+    assert len(got) == 20 and not any(p for p, _ in got[:3])
+    for i in range(3, 20):
+        ran = 3 + 3 * ((i - 3) // 3)  # frames 3, 6, 9, ... ran the crop model
+        is_person, boxes = got[i]
+        assert is_person and np.array_equal(boxes, got[ran][1]), i
+        cx, cy = spots[ran][0] + SQUARE / 2, spots[ran][1] + SQUARE / 2
+        assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes), (i, boxes)
+    assert pipe.stats is not None and pipe.stats.zoom_crops == 6  # frames 3, 6, ..., 18
+    with pytest.raises(ConfigError, match="zoom.every"):
+        load_config(None, {"zoom.every": 0})
+
+
 def test_zoom_never_looks_at_an_image_folder(bright: Path, tmp_path: Path) -> None:
     folder = tmp_path / "stills"
     folder.mkdir()
