@@ -373,3 +373,32 @@ def test_tuning_with_the_zoom_on_does_not_write_the_frame_models_threshold(brigh
                         "--write-meta"], capture_output=True, text=True, timeout=120)
     assert_one_clear_error(r, "--write-meta", "zoom", "--zoom-meta")
     assert bright.with_suffix(".json").read_bytes() == before
+
+
+def test_zoom_cost_benchmark_counts_the_crops_it_times(bright: Path, jumping: tuple[Path, list],
+                                                      tmp_path: Path) -> None:
+    """benchmarks/zoom_cost.py times the zoom's parts on the frames where the run time runs them:
+    one crop a frame after the warm-up, a third of those with zoom.every 3; a missing clip is one
+    error line."""
+    import subprocess
+    import sys
+
+    video, _ = jumping
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "zoom_cost.py"
+    crops = {}
+    for every in (1, 3):
+        cfg = tmp_path / f"c{every}.yaml"
+        cfg.write_text(f"motion:\n  warmup_frames: 3\nzoom:\n  model: {bright}\n  min_side: 100\n"
+                       f"  input_size: 64\n  every: {every}\n")
+        out = tmp_path / f"r{every}.json"
+        r = subprocess.run([sys.executable, str(script), str(video), "--config", str(cfg), "--out", str(out)],
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        report = json.loads(out.read_text())
+        assert report["frames"] == 20 and report["every"] == every
+        assert all(ms >= 0 for ms in report["ms"].values()) and report["ms"]["crop_model"] > 0
+        crops[every] = report["crops"]
+    assert crops == {1: pytest.approx(17 / 20), 3: pytest.approx(6 / 20)}
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.mp4")],
+                         capture_output=True, text=True, timeout=60)
+    assert_one_clear_error(bad, "missing.mp4")
