@@ -55,7 +55,8 @@ class FrameRecord:
 @dataclass
 class Result:
     """One processed frame. ``frame`` is a view into shared memory, valid until the next
-    result is requested: copy it to keep it."""
+    result is requested: copy it to keep it (later its slot holds another frame; after the run
+    it keeps its last pixels)."""
 
     index: int
     pts: float

@@ -15,6 +15,7 @@ waiting for its reader, which keeps latency bounded and is counted in ``dropped`
 from __future__ import annotations
 
 import contextlib
+import mmap
 import multiprocessing as mp
 import os
 import queue
@@ -30,6 +31,22 @@ import numpy as np
 _ALIGN = 64
 EOS = None  # end-of-stream marker on the ready queue
 SEGMENT_PREFIX = "gapstream_"  # then the creator's pid: gapstream_<pid>_<ring>_<random>
+SHM_DIR = "/dev/shm"  # where Linux keeps POSIX shared memory
+
+
+def _mapping(shm: SharedMemory) -> mmap.mmap:
+    """A mapping of ``shm`` of its own, the one the slot views are made from.
+
+    NumPy does not hold a buffer export on what it views, so ``SharedMemory.close()`` unmaps
+    memory that views still point to, and reading such a view (a result's frame kept after the
+    run) crashes the process. The views keep this mapping alive instead: it is unmapped when the
+    ring has let go of it and the last view is gone.
+    """
+    fd = os.open(os.path.join(SHM_DIR, shm.name.lstrip("/")), os.O_RDWR)
+    try:
+        return mmap.mmap(fd, shm.size)
+    finally:
+        os.close(fd)
 
 
 def _reserve(shm: SharedMemory, size: int) -> None:
@@ -86,6 +103,7 @@ class Ring:
             self._shm.close()
             self._shm.unlink()
             raise
+        self._map = _mapping(self._shm)
         self._views: dict[int, dict[str, np.ndarray]] = {}
         self.free = ctx.Queue()
         self.ready = ctx.Queue()
@@ -118,10 +136,10 @@ class Ring:
         if v is None:
             base = slot * self.slot_bytes
             v = {
-                key: np.ndarray(shape, dt, buffer=self._shm.buf, offset=base + off)
+                key: np.ndarray(shape, dt, buffer=self._map, offset=base + off)
                 for key, (off, shape, dt) in self._layout.items()
             }
-            v["_seq"] = np.ndarray((1,), np.int64, buffer=self._shm.buf, offset=base)
+            v["_seq"] = np.ndarray((1,), np.int64, buffer=self._map, offset=base)
             self._views[slot] = v
         return v
 
@@ -182,8 +200,10 @@ class Ring:
 
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
-        """Detach; the creating process also unlinks the segment."""
+        """Detach; the creating process also unlinks the segment. Views still held elsewhere stay
+        readable (see :func:`_mapping`)."""
         self._views.clear()
+        self._map = None
         for q in (self.free, self.ready):
             q.cancel_join_thread()
             q.close()
@@ -198,6 +218,7 @@ class Ring:
         state = self.__dict__.copy()
         state["_shm"] = self._shm.name
         state["_views"] = {}
+        state["_map"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -210,3 +231,4 @@ class Ring:
             self._shm = SharedMemory(name=state["_shm"])
         finally:
             resource_tracker.register = register
+        self._map = _mapping(self._shm)

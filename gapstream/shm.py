@@ -10,10 +10,9 @@ from multiprocessing import resource_tracker
 from typing import Any
 
 from .errors import PipelineError
-from .ring import SEGMENT_PREFIX, Fields, Ring
+from .ring import SEGMENT_PREFIX, SHM_DIR, Fields, Ring
 
 log = logging.getLogger("gapstream")
-SHM_DIR = "/dev/shm"
 MB = 1 << 20
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +114,29 @@ def test_close_unlinks_the_segment() -> None:
     assert os.path.exists(f"/dev/shm/{name}")
     ring.close()
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_a_view_kept_after_close_stays_readable(tiny_model: Path, video: Path) -> None:
+    """NumPy holds no buffer export on shared memory, so unmapping it under a view that is still
+    held (a ring closed, a result's frame kept after its run) used to crash the process: a
+    subprocess, so that a crash fails this test, not the test run."""
+    code = f"""
+import os
+import numpy as np
+from gapstream import Pipeline
+from gapstream.config import load_config
+from gapstream.ring import Ring
+ring = Ring({{"frame": ((4, 6, 3), np.uint8)}}, 2)
+view, name = ring.view(1)["frame"], ring.shm_name
+view[:] = 7
+ring.close()
+assert not os.path.exists("/dev/shm/" + name) and int(view.sum()) == 7 * view.size
+results = list(Pipeline({str(video)!r}, {str(tiny_model)!r}, load_config(None)).run())
+print(len(results), sum(float(r.frame.mean()) > 0 for r in results))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["30", "30"]  # every kept frame still holds its pixels
 
 
 def test_child_close_does_not_unlink() -> None:
