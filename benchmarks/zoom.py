@@ -187,7 +187,8 @@ def main() -> None:
         if crop is None:
             return at_decision(dump, resolve_post(cfg.post, base_meta).score_threshold)
         model = models.get(crop) or models[crop[:-1]]  # NAMEg: NAME's crops, gated
-        spec = ZoomSpec(cfg.zoom, cfg.motion, "", (), model.meta.zoom_threshold, model.meta.zoom_sustain_s)
+        spec = ZoomSpec(cfg.zoom, cfg.motion, "", threshold=model.meta.zoom_threshold,
+                        sustain_s=model.meta.zoom_sustain_s)
         post = resolve_post(cfg.post, base_meta, spec)  # the run time's thresholds, config overrides included
         if post.zoom_sustain_s:
             dump = sustained(dump, post.zoom_sustain_s)

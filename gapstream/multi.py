@@ -160,7 +160,7 @@ class MultiPipeline:
         check_outputs({"--json": cfg.output.json}, [str(model_path), cfg.zoom.model, *inputs])
         meta = load_meta(model_path)
         infos = [capture.probe(s) for s in cfg.sources]
-        zoom = plan_zoom(cfg, infos)
+        zoom = plan_zoom(cfg, infos, [s.masks for s in cfg.sources])
         post_cfg = resolve_post(cfg.post, meta, zoom)
         annotate = bool(cfg.output.annotate)
         # source.decode_to_model per camera, by the single run's rule (an error if an output here

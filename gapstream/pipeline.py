@@ -16,7 +16,7 @@ import logging
 import multiprocessing as mp
 import queue
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .sinks import Sink, sink_factories
 from .stage import stage_main
 from .stats import Counters, StatsMonitor, StatsReport
 from .watchdog import Heartbeats
+from .zones import Polygon
 from .zoom import ZoomSpec
 
 log = logging.getLogger("gapstream")
@@ -134,7 +135,7 @@ class Pipeline:
                       [cfg.source.uri, str(model_path), cfg.zoom.model, *capture.input_files(cfg.source.uri)])
         meta = load_meta(model_path)
         info = capture.probe(cfg.source)
-        zoom = plan_zoom(cfg, [info])
+        zoom = plan_zoom(cfg, [info], [cfg.source.masks])
         post_cfg = resolve_post(cfg.post, meta, zoom)
         annotate = cfg.output.annotate
         if annotate is None:
@@ -356,16 +357,18 @@ def needs_full_frames(cfg: PipelineConfig) -> bool:
                 or cfg.http.port is not None or cfg.zoom.enabled)
 
 
-def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo]) -> ZoomSpec | None:
+def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo],
+              masks: Sequence[Sequence[Polygon]] = ()) -> ZoomSpec | None:
     """The motion-region zoom of a run (None when off): its crop model (``zoom.model``, else the
-    shipped crop model) checked now, so that a bad one fails before any frame flows."""
+    shipped crop model) checked now, so that a bad one fails before any frame flows. ``masks``:
+    each camera's exclusion polygons, which hold for its crops too."""
     if not cfg.zoom.enabled:
         return None
     crop_model = resolve_model(cfg.zoom.model, DEFAULT_ZOOM_MODEL, "--zoom-model")
     crop_meta = load_meta(crop_model)
     stills = tuple(k for k, info in enumerate(infos) if info.kind == "images")
-    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, crop_meta.zoom_threshold,
-                    crop_meta.zoom_sustain_s)
+    return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, tuple(masks),
+                    crop_meta.zoom_threshold, crop_meta.zoom_sustain_s)
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,

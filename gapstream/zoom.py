@@ -14,6 +14,7 @@ Screened offline by ``benchmarks/zoom.py`` (stops 17 and 18).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import cv2
@@ -23,7 +24,9 @@ from .cam import cam_batch, localize
 from .config import MotionConfig, PostConfig, ZoomConfig
 from .detections import Detections
 from .gapmodel import GapModel
+from .meta import ModelMeta
 from .motion import Background
+from .zones import Polygon, coverage, masked_probs
 
 MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long side of 640
 
@@ -55,6 +58,23 @@ def cut(frame: np.ndarray, regions: list[Box], side: int) -> np.ndarray:
     """The ``regions`` of an RGB ``frame``, each resized to ``side`` x ``side``: ``(K, side, side, 3)``."""
     return np.stack([cv2.resize(frame[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
                      for x0, y0, x1, y1 in regions])
+
+
+def masked_crops(regions: list[Box], maps: np.ndarray, masks: Sequence[Polygon], width: int, height: int,
+                 meta: ModelMeta) -> tuple[np.ndarray, np.ndarray]:
+    """The crops' person probabilities pooled over the cells the exclusion ``masks`` (polygons in
+    0-1 frame coordinates, ``source.masks``) leave, as the whole frame's are, and their conv
+    ``maps (K, h, w, C)`` with the masked cells zeroed; 0 for a crop with no cell left."""
+    probs = np.zeros(len(regions), np.float32)
+    kept = maps.copy()
+    for k, (x0, y0, x1, y1) in enumerate(regions):
+        in_crop = [[((px * width - x0) / (x1 - x0), (py * height - y0) / (y1 - y0)) for px, py in poly]
+                   for poly in masks]
+        keep = 1.0 - coverage(in_crop, *maps.shape[1:3])
+        kept[k] *= keep[:, :, None]
+        if (keep >= 0.5).any():  # else the bias alone would decide, as in post.analyse
+            probs[k] = masked_probs(maps[k], meta, keep)[meta.person_index]
+    return probs, kept
 
 
 class Regions:
@@ -108,19 +128,20 @@ class ZoomSpec:
     motion: MotionConfig
     model_path: str
     stills: tuple[int, ...] = ()  # cameras that are image folders: unrelated pictures, no motion
+    masks: tuple[Sequence[Polygon], ...] = ()  # each camera's exclusion polygons (source.masks)
     threshold: float | None = None  # the crop model's zoom_threshold (pipeline.resolve_post)
     sustain_s: float | None = None  # the crop model's zoom_sustain_s (pipeline.resolve_post)
 
     def build(self, threads: int | None) -> Zoom:
-        return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills)
+        return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills, self.masks)
 
 
 class Zoom:
     """The crop model and each camera's :class:`Regions` (in the inference stage)."""
 
     def __init__(self, cfg: ZoomConfig, motion: MotionConfig, model_path: str, threads: int | None,
-                 stills: tuple[int, ...] = ()) -> None:
-        self.cfg, self.motion, self.stills = cfg, motion, stills
+                 stills: tuple[int, ...] = (), masks: tuple[Sequence[Polygon], ...] = ()) -> None:
+        self.cfg, self.motion, self.stills, self.masks = cfg, motion, stills, masks
         self.model = GapModel(model_path, threads, (cfg.input_size, cfg.input_size))
         self._regions: dict[int, Regions] = {}
         self._last: dict[int, tuple[int, ZoomLook]] = {}  # per camera: frames since its crops ran, their look
@@ -144,9 +165,12 @@ class Zoom:
             self._last[camera] = (age + 1, last)
             return replace(last, ran=False)
         probs, maps = self.model.predict(cut(frame, found, self.cfg.input_size))
-        person = self.model.meta.person_index
-        cams = cam_batch(maps, self.model.meta.dense_kernel, np.full(len(found), person))
-        look = ZoomLook(np.array(found, np.int32), probs[:, person].astype(np.float32), cams)
+        meta = self.model.meta
+        person = probs[:, meta.person_index].astype(np.float32)
+        if camera < len(self.masks) and self.masks[camera]:  # what is masked is never a person
+            person, maps = masked_crops(found, maps, self.masks[camera], frame.shape[1], frame.shape[0], meta)
+        cams = cam_batch(maps, meta.dense_kernel, np.full(len(found), meta.person_index))
+        look = ZoomLook(np.array(found, np.int32), person, cams)
         self._last[camera] = (1, look)
         return look
 

@@ -168,6 +168,21 @@ def test_zoom_every_third_frame_keeps_the_last_look(bright: Path, jumping: tuple
         load_config(None, {"zoom.every": 0})
 
 
+def test_zoom_keeps_out_of_the_exclusion_masks(bright: Path, jumping: tuple[Path, list]) -> None:
+    """source.masks hold for the crops too: with the left half of the frame masked, the square is a
+    person only where it is in the right half, and no box lands in the mask."""
+    video, spots = jumping
+    got = run(bright, video, **{"zoom.enabled": True, "source.masks": [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]})
+    assert len(got) == 20
+    left = [i for i, (x, _) in enumerate(spots) if x >= 0 and x + SQUARE <= 160 - 8]
+    right = [i for i, (x, _) in enumerate(spots) if x >= 160 + 8]
+    assert left and right
+    assert not any(got[i][0] for i in left)
+    for i in right:
+        is_person, boxes, _ = got[i]
+        assert is_person and len(boxes) and (boxes[:, 2] > 160).all(), (i, boxes)
+
+
 def test_zoom_never_looks_at_an_image_folder(bright: Path, tmp_path: Path) -> None:
     folder = tmp_path / "stills"
     folder.mkdir()
