@@ -21,7 +21,7 @@ from .results import FrameRecord
 from .ring import EOS, Ring
 from .smoothing import ScoreHistory, with_person_prob
 from .zones import Polygon, keep_weights, masked_probs
-from .zoom import ZoomLook, crop_detections
+from .zoom import ZoomLook, crop_detections, frame_cam
 
 
 def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, width: int,
@@ -57,17 +57,22 @@ def analyse(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfi
 
 
 def zoomed(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig, zoom_prob: float,
-           look: ZoomLook) -> tuple[int, np.ndarray, bool, Detections] | None:
+           look: ZoomLook, width: int, height: int) -> tuple[int, np.ndarray, bool, Detections] | None:
     """:func:`analyse`'s result when the crops' (smoothed) ``zoom_prob`` beats the whole frame's
-    decided probability in ``probs`` (then overwritten), with the person crops' boxes; None when
-    it does not, and the whole frame's result stands."""
+    decided probability in ``probs`` (then overwritten), with the person crops' boxes and, for a
+    person frame, their CAMs on the frame's grid (:func:`zoom.frame_cam`; the frame is ``width`` x
+    ``height``); None when it does not, and the whole frame's result stands."""
     if zoom_prob <= float(probs[meta.person_index]):
         return None
     probs[:] = with_person_prob(probs, meta.person_index, zoom_prob)
     cls = int(np.argmax(probs))
     is_person = decides_person(probs, meta.person_index, cfg)
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
-    return cls, cam, is_person, crop_detections(look, cfg) if is_person else Detections.empty()
+    if not is_person:
+        return cls, cam, False, Detections.empty()
+    persons = [decides_person(np.array([1.0 - p, p], np.float32), 1, cfg) for p in look.probs.tolist()]
+    crops = frame_cam(look, persons, cam.shape, width, height)
+    return cls, cam if crops is None else crops, True, crop_detections(look, cfg)
 
 
 def no_person(probs: np.ndarray, person_index: int) -> np.ndarray:
@@ -160,7 +165,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
                 if cfg.smooth_window_s > 0:
                     zoom_prob = camera_history(zoom_histories, rec.camera, cfg.smooth_window_s,
                                                cfg.smooth).update(rec.pts, zoom_prob)
-                by_zoom = zoomed(probs, fmaps, meta, fcfg, zoom_prob, rec.zoom)
+                by_zoom = zoomed(probs, fmaps, meta, fcfg, zoom_prob, rec.zoom, rec.w, rec.h)
                 if by_zoom is not None:
                     cls, cam, is_person, det = by_zoom
                 if cfg.zoom_sustain_s:

@@ -15,7 +15,7 @@ from gapstream.errors import ConfigError, ModelError
 from gapstream.meta import ModelMeta, load_meta, save_meta
 from gapstream.paths import DEFAULT_ZOOM_MODEL
 from gapstream.post import zoomed
-from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, moving_blobs
+from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, frame_cam, moving_blobs
 
 from .helpers import brightness_model, make_grey_clips, make_video_frames
 from .test_bad_input import assert_one_clear_error, run_cli
@@ -99,16 +99,35 @@ def test_crop_boxes_are_in_frame_pixels() -> None:
 def test_the_larger_probability_decides() -> None:
     maps = np.ones((4, 4, 1), np.float32)
     probs = np.array([0.8, 0.2], np.float32)
-    assert zoomed(probs.copy(), maps, META, POST, 0.1, look_at((0, 0, 40, 40), 0.1)) is None
+    assert zoomed(probs.copy(), maps, META, POST, 0.1, look_at((0, 0, 40, 40), 0.1), 80, 80) is None
     out = probs.copy()
-    got = zoomed(out, maps, META, POST, 0.9, look_at((0, 0, 40, 40), 0.9))
+    got = zoomed(out, maps, META, POST, 0.9, look_at((0, 0, 40, 40), 0.9), 80, 80)
     assert got is not None
-    cls, _, is_person, det = got
+    cls, cam, is_person, det = got
     assert cls == 1 and is_person and len(det) == 1 and out[1] == pytest.approx(0.9)
+    # The frame's CAM is the person crop's, on the frame's 4x4 grid: the crop is its top-left 2x2.
+    assert cam.shape == (4, 4) and cam.max() == pytest.approx(1.0) and cam[2:].max() == 0 == cam[:, 2:].max()
     # Higher than the frame's but under the decision threshold: no person, no boxes.
     out = probs.copy()
-    got = zoomed(out, maps, META, POST, 0.4, look_at((0, 0, 40, 40), 0.4))
+    got = zoomed(out, maps, META, POST, 0.4, look_at((0, 0, 40, 40), 0.4), 80, 80)
     assert got is not None and not got[2] and not len(got[3]) and out[1] == pytest.approx(0.4)
+
+
+def test_person_crops_cams_land_on_their_cells() -> None:
+    """frame_cam: each person crop's CAM resized into the grid cells its region covers (a 160x80
+    frame on an 8x16 grid: 10 px a cell), the larger where two overlap, peak 1; None without one."""
+    look = ZoomLook(np.array([[40, 20, 80, 60], [100, 0, 160, 60]], np.int32),
+                    np.array([0.9, 0.3], np.float32),
+                    np.stack([np.full((4, 4), 0.5, np.float32), np.ones((4, 4), np.float32)]))
+    cam = frame_cam(look, [True, False], (8, 16), 160, 80)
+    assert cam is not None and cam.shape == (8, 16)
+    cells = np.argwhere(cam > 0)
+    assert cells.min(0).tolist() == [2, 4] and cells.max(0).tolist() == [5, 7]  # rows 20-60, columns 40-80 px
+    assert cam.max() == pytest.approx(1.0)  # 0.5 everywhere in the crop, scaled to a peak of 1
+    both = frame_cam(look, [True, True], (8, 16), 160, 80)
+    assert both is not None and both[:6, 10:].min() == pytest.approx(1.0)
+    assert both[2:6, 4:8].max() == pytest.approx(0.5)  # the first crop, under the second's peak
+    assert frame_cam(look, [False, False], (8, 16), 160, 80) is None
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +163,38 @@ def test_pipeline_zoom_finds_the_small_bright_square(bright: Path, jumping: tupl
         assert is_person and prob >= 0.5 and len(boxes), (x, y)
         cx, cy = x + SQUARE / 2, y + SQUARE / 2  # a box on the square, in frame pixels
         assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes), (boxes, x, y)
+
+
+def test_a_zoomed_frames_heat_map_is_on_the_crops_find(bright: Path, tmp_path: Path) -> None:
+    """Where the crops decide, the frame's CAM (heat-map, zone scores, snapshots) is theirs: its
+    peak lies on the small moving square, not on a still white block in the top-left corner that
+    the whole frame's own CAM peaks on (too small either way to make the whole frame a person)."""
+    rng = np.random.default_rng(3)
+    spots = [(-1, -1)] * 3 + [(int(rng.integers(80, 270)), int(rng.integers(60, 140))) for _ in range(12)]
+    frames = []
+    for x, y in spots:
+        img = np.full((180, 320, 3), 100, np.uint8)
+        img[:40, :40] = 255  # still: part of the background, so never zoomed into
+        if x >= 0:
+            img[y : y + SQUARE, x : x + SQUARE] = 255
+        frames.append(img)
+    video = make_video_frames(tmp_path / "block.mp4", frames)
+
+    def peaks(zoom: bool) -> list[tuple[bool, float, float]]:
+        cfg = load_config(None, {"motion.enabled": False, "motion.warmup_frames": 3,
+                                 "post.smooth_window_s": 0, "zoom.enabled": zoom, "zoom.min_side": 100.0,
+                                 "zoom.input_size": 64, "zoom.model": str(bright)})
+        out = []
+        for r in Pipeline(str(video), str(bright), cfg).run():
+            cy, cx = np.unravel_index(int(np.argmax(r.cam)), r.cam.shape)  # the peak cell's centre, in px
+            out.append((r.is_person, (cx + 0.5) * 320 / r.cam.shape[1], (cy + 0.5) * 180 / r.cam.shape[0]))
+        return out
+
+    plain, zoomed_ = peaks(False), peaks(True)
+    assert not any(p for p, _, _ in plain) and all(px < 40 and py < 40 for _, px, py in plain[3:])
+    for (x, y), (is_person, px, py) in zip(spots[3:], zoomed_[3:]):
+        assert is_person, (x, y)
+        assert x - 16 <= px <= x + SQUARE + 16 and y - 16 <= py <= y + SQUARE + 16, (x, y, px, py)
 
 
 def test_zoom_every_third_frame_keeps_the_last_look(bright: Path, jumping: tuple[Path, list]) -> None:
