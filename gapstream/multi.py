@@ -308,7 +308,7 @@ class MultiPipeline:
             self.camera_stats[result.camera]["inferred"] += 1
             if rec.zoom is not None:  # counted with the frame it was cut from: run-wide and per camera
                 run.counters.add("zoom_crops", rec.zoom.crops_run)
-                self.camera_stats[result.camera]["zoom_crops"] += len(rec.zoom.regions)
+                self.camera_stats[result.camera]["zoom_crops"] += rec.zoom.crops_run
             run.next_index[rec.camera], run.restarts = rec.index + 1, 0
             monitor.maybe_log()
             interval = self.config.output.stats_interval

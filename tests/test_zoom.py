@@ -202,10 +202,10 @@ def test_zoom_every_third_frame_keeps_the_last_look(bright: Path, jumping: tuple
     frame on; the two frames between keep that frame's crops (their boxes stay on the square where
     it was then), and only the crops that ran are counted."""
     video, spots = jumping
-    cfg = load_config(None, {"motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
-                             "zoom.enabled": True, "zoom.every": 3, "zoom.min_side": 100.0,
-                             "zoom.input_size": 64, "zoom.model": str(bright)})
-    pipe = Pipeline(str(video), str(bright), cfg)
+    over = {"motion.enabled": False, "motion.warmup_frames": 3, "post.smooth_window_s": 0,
+            "zoom.enabled": True, "zoom.every": 3, "zoom.min_side": 100.0, "zoom.input_size": 64,
+            "zoom.model": str(bright)}
+    pipe = Pipeline(str(video), str(bright), load_config(None, over))
     got = [(r.is_person, r.detections.xyxy.copy()) for r in pipe.run()]
     assert len(got) == 20 and not any(p for p, _ in got[:3])
     for i in range(3, 20):
@@ -215,6 +215,11 @@ def test_zoom_every_third_frame_keeps_the_last_look(bright: Path, jumping: tuple
         cx, cy = spots[ran][0] + SQUARE / 2, spots[ran][1] + SQUARE / 2
         assert any(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes), (i, boxes)
     assert pipe.stats is not None and pipe.stats.zoom_crops == 6  # frames 3, 6, ..., 18
+    from gapstream.multi import MultiPipeline  # per camera (gapstream_zoom_crops_total) likewise
+
+    cams = {**over, "output.stats_interval": 0, "sources": [{"name": "cam", "uri": str(video)}]}
+    multi = MultiPipeline(model=str(bright), config=load_config(None, cams))
+    assert len(list(multi.run())) == 20 and multi.camera_stats["cam"]["zoom_crops"] == 6
     with pytest.raises(ConfigError, match="zoom.every"):
         load_config(None, {"zoom.every": 0})
 
