@@ -240,12 +240,11 @@ def read_file(info: SourceInfo, cfg: SourceConfig, pick: Pick = None) -> Iterato
             )
 
 
-def to_rgb(frame: Any, info: SourceInfo, rgb: RgbConverter | None = None) -> np.ndarray:
+def to_rgb(frame: Any, info: SourceInfo, rgb: RgbConverter) -> np.ndarray:
     """A decoded frame as upright RGB; with ``info.decode_size`` (h, w) scaled in the same swscale
     pass, which costs far less than full-size RGB followed by a resize when the model input is
     small. A rotated frame, or one whose size differs from the probed size, is converted at full
     size (turned upright; the capture stage fits it to its slot)."""
-    rgb = rgb or RgbConverter()
     size = info.decode_size
     if (size is None or getattr(frame, "rotation", 0)
             or (frame.height, frame.width) != (info.height, info.width)):
