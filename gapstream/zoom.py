@@ -182,9 +182,10 @@ def frame_cam(look: ZoomLook, persons: Sequence[bool], grid: tuple[int, int], wi
     scaled to a peak of 1; None when no crop in ``persons`` is a person. Where the crops decide,
     this is the frame's CAM, so that its heat-map, zone scores and snapshots show what the boxes
     come from rather than the whole frame's own evidence."""
+    if not any(persons):
+        return None
     gh, gw = grid
     out = np.zeros(grid, np.float32)
-    pasted = False
     for (x0, y0, x1, y1), cam, person in zip(look.regions.tolist(), look.cams, persons):
         if not person:
             continue
@@ -192,9 +193,6 @@ def frame_cam(look: ZoomLook, persons: Sequence[bool], grid: tuple[int, int], wi
         cx1, cy1 = max(cx0 + 1, min(gw, -(-x1 * gw // width))), max(cy0 + 1, min(gh, -(-y1 * gh // height)))
         patch = cv2.resize(cam, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_AREA)
         out[cy0:cy1, cx0:cx1] = np.maximum(out[cy0:cy1, cx0:cx1], patch)
-        pasted = True
-    if not pasted:
-        return None
     peak = float(out.max())
     return out / peak if peak > 0 else out
 
