@@ -35,6 +35,7 @@ from gapstream.config import load_config  # noqa: E402
 from gapstream.errors import GapstreamError  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.media import RgbConverter  # noqa: E402
+from gapstream.meta import load_meta  # noqa: E402
 from gapstream.paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL  # noqa: E402
 from gapstream.zoom import Regions, cut  # noqa: E402
 
@@ -67,8 +68,7 @@ def main() -> None:
     threads = cfg.model.num_threads or None
     frames, ms_decode = decoded(args.clip, args.frames, None)
     h, w = frames[0].shape[:2]
-    model = GapModel(DEFAULT_MODEL, threads)
-    size = model.meta.input_size_for(h, w, cfg.model.input_long_side)
+    size = load_meta(DEFAULT_MODEL).input_size_for(h, w, cfg.model.input_long_side)
     model = GapModel(DEFAULT_MODEL, threads, size)
     _, ms_small = decoded(args.clip, args.frames, (size[1], size[0]))
     crop_model = GapModel(cfg.zoom.model or DEFAULT_ZOOM_MODEL, threads, (cfg.zoom.input_size,) * 2)
