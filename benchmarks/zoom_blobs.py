@@ -1,0 +1,127 @@
+"""Which moving blobs get the zoom's crops: the largest (the run time's), or the most upright.
+
+Stop 22's screening (``benchmarks/results/stop22.md``). On the night street of the validation
+footage the two largest moving blobs are mostly cars and headlights, so the pedestrian rarely gets
+a crop (stop 21). A person stands: its blob is taller than wide, a car's or a walking animal's is
+wider. One decoding pass keeps, per frame, the ``--blobs`` largest blobs (box in motion-mask
+pixels, area and the crop model's person probability of its crop), then every declared ranking is
+scored from that dump at the run-time decision of the crop model (its ``zoom_threshold`` and
+``zoom_sustain_s``), the whole frame's probabilities (``operating_points.py``'s dump) as the base::
+
+    python benchmarks/zoom_blobs.py --clips data/footage_target --clips data/footage_target_c \\
+        --clips data/footage_extra --split val --dumps runs/dumps \\
+        --crop models/gapstream_zoomcrop_int8.tflite --out benchmarks/results/stop22_val.json
+
+Rankings: ``area`` (the run time's), ``uprightG`` (area times min(1, h / w) ** G) and ``tallR``
+(blobs with h / w below R left out, then by area), each with ``K`` crops. Never run it on the
+eval split.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from operating_points import cached_frames, footage, footage_parser, sustained  # noqa: E402
+from zoom import CROP_SIDE, at_decision, moving_frames, zoomed  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.config import ZoomConfig  # noqa: E402
+from gapstream.gapmodel import GapModel  # noqa: E402
+from gapstream.zoom import crop_box, cut  # noqa: E402
+
+Blob = tuple[int, int, int, int, int, float]  # x0, y0, x1, y1 (mask pixels), area, crop probability
+Rank = Callable[[list[Blob]], list[Blob]]
+
+
+def all_blobs(moving: np.ndarray, k: int, min_area: int) -> list[tuple[int, int, int, int, int]]:
+    """:func:`gapstream.zoom.moving_blobs`' blobs with their areas, the ``k`` largest."""
+    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    m = cv2.dilate(m, np.ones((5, 5), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
+    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs[:k]]
+
+
+def blob_dump(path: Path, model: GapModel, k: int, cfg: ZoomConfig) -> list[list[Blob]]:
+    """Per frame, its ``k`` largest moving blobs with their crops' person probabilities."""
+    out: list[list[Blob]] = []
+    for _, _, img, regions, moving in moving_frames(path, cfg.min_side):
+        if not regions:  # background still learning, or nothing moves
+            out.append([])
+            continue
+        h, w = img.shape[:2]
+        blobs = all_blobs(moving.astype(np.uint8), k, cfg.min_area)
+        boxes = [crop_box(b[:4], w / moving.shape[1], w, h, cfg.min_side) for b in blobs]
+        probs, _ = model.predict(cut(img, boxes, CROP_SIDE))
+        person = probs[:, model.meta.person_index]
+        out.append([(*b, float(p)) for b, p in zip(blobs, person.tolist())])
+    return out
+
+
+def aspect(b: Blob) -> float:
+    """A blob's height over its width."""
+    return (b[3] - b[1]) / max(1, b[2] - b[0])
+
+
+def upright(gamma: float) -> Rank:
+    return lambda blobs: sorted(blobs, key=lambda b: -b[4] * min(1.0, aspect(b)) ** gamma)
+
+
+def tall(ratio: float) -> Rank:
+    return lambda blobs: [b for b in blobs if aspect(b) >= ratio]
+
+
+RANKINGS: dict[str, Rank] = {"area": lambda blobs: blobs, "upright1": upright(1.0), "upright2": upright(2.0),
+                             "tall0.5": tall(0.5), "tall0.75": tall(0.75)}
+
+
+def crop_max(frames: list[list[Blob]], rank: Rank, k: int) -> list[float]:
+    """Per frame, the highest crop probability of the ``k`` blobs ``rank`` puts first."""
+    return [max((b[5] for b in rank(blobs)[:k]), default=0.0) for blobs in frames]
+
+
+def main() -> None:
+    ap = footage_parser(__doc__.split("\n")[0])
+    ap.add_argument("--base", default="A=models/gapstream_person_int8.tflite", metavar="NAME=TFLITE")
+    ap.add_argument("--crop", default="models/gapstream_zoomcrop_int8.tflite", help="the crop model")
+    ap.add_argument("--blobs", type=int, default=6, help="blobs kept per frame, the largest first")
+    ap.add_argument("--crops", type=int, action="append", help="crops per frame (repeatable; 2 and 3)")
+    ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
+    args = ap.parse_args()
+    clips, cfg = footage(args)
+    base_name, _, base_path = args.base.partition("=")
+    base = cached_frames(clips, base_path, cfg, args.dumps, base_name)
+    model = GapModel(args.crop, 1, (CROP_SIDE, CROP_SIDE))
+    cache = Path(args.dumps, f"blobs{args.blobs}.json")
+    blobs = json.loads(cache.read_text()) if cache.is_file() else {}
+    for clip in clips:
+        if clip.name not in blobs:
+            blobs[clip.name] = blob_dump(clip.path, model, args.blobs, cfg.zoom)
+            cache.write_text(json.dumps(blobs))
+            print(clip.name, file=sys.stderr, flush=True)
+    threshold = model.meta.zoom_threshold or 0.5
+    sustain = model.meta.zoom_sustain_s or 0.0
+    report = {}
+    for k in args.crops or [2, 3]:
+        for name, rank in RANKINGS.items():
+            crops = {clip.name: crop_max(blobs[clip.name], rank, k) for clip in clips}
+            dump = zoomed(base, crops, cfg.post.smooth_window_s)
+            r = at_decision(sustained(dump, sustain) if sustain else dump, threshold)
+            report[f"{name} K{k}"] = r
+            print(f"{name} K{k}: mean recall {100 * r['mean_recall']:.1f} %, worst FP "
+                  f"{100 * r['max_fp_rate']:.1f} %", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    from script import run
+
+    sys.exit(run(main))
