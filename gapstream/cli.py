@@ -56,8 +56,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="treat the source as live (drop frames to bound latency) or offline (never drop)")
     p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run a crop model on square crops around what moves (far persons; "
-                   "more false alarms on moving animals: see the model card)")
+                   help="run a crop model on square crops around what moves, for far persons (default: on "
+                   "with the shipped person models, off with a model of your own; --no-zoom: off)")
     p.add_argument("--zoom-model", metavar="TFLITE",
                    help="the zoom's crop model (default: the shipped crop model, "
                         "models/gapstream_zoomcrop_int8.tflite); implies --zoom")

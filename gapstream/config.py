@@ -178,9 +178,10 @@ class ZoomConfig:
     # Motion-region zoom (gapstream/zoom.py): up to `crops` square crops of the full-size frame
     # around the largest moving blobs (the motion gate's background), each through a crop model
     # at input_size x input_size; the frame's person probability is the larger of the whole
-    # frame's and the crops' (smoothed alike). Off by default: it raises recall on far persons
-    # and false positives on moving animals (model card, stops 17-18).
-    enabled: bool = False
+    # frame's and the crops' (smoothed alike). None (the default): on with the shipped person
+    # models, whose pairing with the crop model was validated (model card, stops 20 and 22), off
+    # with a person model of your own; true / false: always / never.
+    enabled: bool | None = None
     model: str = ""  # the crop model; empty: the shipped one (models/gapstream_zoomcrop_int8.tflite)
     crops: int = checked(2, at_least(1))
     min_side: float = checked(3.0, at_least(1))  # a crop is at least 1/min_side of the frame height

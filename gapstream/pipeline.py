@@ -30,7 +30,7 @@ from .errors import ConfigError, ModelError, PipelineError
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL
+from .paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL, MODELS_DIR
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -351,10 +351,22 @@ def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str,
     return {"probs": ((len(meta.labels),), np.float32), "maps": (maps_shape, np.float32)}
 
 
+def zoom_on(cfg: PipelineConfig) -> bool:
+    """Whether the run zooms: ``zoom.enabled`` when set; unset, only with a shipped person model
+    (``model.path`` empty or one of :data:`MODELS_DIR`'s ``gapstream_person_*`` files), because the
+    crop model's operating point was chosen with it as the whole frame's model."""
+    if cfg.zoom.enabled is not None:
+        return cfg.zoom.enabled
+    if not cfg.model.path:
+        return True
+    path = Path(cfg.model.path).resolve()
+    return path.parent == MODELS_DIR.resolve() and path.name.startswith("gapstream_person_")
+
+
 def needs_full_frames(cfg: PipelineConfig) -> bool:
     """Whether an output of this config shows or saves the frames themselves, or the zoom crops them."""
     return bool(cfg.output.video or cfg.output.show or cfg.output.annotate or cfg.events.snapshots
-                or cfg.http.port is not None or cfg.zoom.enabled)
+                or cfg.http.port is not None or zoom_on(cfg))
 
 
 def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo],
@@ -362,7 +374,7 @@ def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo],
     """The motion-region zoom of a run (None when off): its crop model (``zoom.model``, else the
     shipped crop model) checked now, so that a bad one fails before any frame flows. ``masks``:
     each camera's exclusion polygons, which hold for its crops too."""
-    if not cfg.zoom.enabled:
+    if not zoom_on(cfg):
         return None
     crop_model = resolve_model(cfg.zoom.model, DEFAULT_ZOOM_MODEL, "--zoom-model")
     crop_meta = load_meta(crop_model)

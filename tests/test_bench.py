@@ -36,7 +36,8 @@ def test_bench_smoke(tmp_path: Path, tiny_model: Path) -> None:
     assert labels == [
         "PyAV decode to RGB (ceiling)",
         "gapstream int8 batch 1", "gapstream int8 batch 2",
-        "gapstream int8 batch 2, decoded to model size",
+        "gapstream int8 batch 2, no zoom",
+        "gapstream int8 batch 2, no zoom, decoded to model size",
         "gapstream int8 batch 2 + annotated video",
         "gapstream int8 batch 1, 1 core (taskset -c 0, 1 thread)",
         "gapstream int8 batch 4, 1 core (taskset -c 0, 1 thread)",

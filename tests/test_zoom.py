@@ -13,7 +13,8 @@ from gapstream import Pipeline
 from gapstream.config import MotionConfig, PostConfig, ZoomConfig, load_config
 from gapstream.errors import ConfigError, ModelError
 from gapstream.meta import ModelMeta, load_meta, save_meta
-from gapstream.paths import DEFAULT_ZOOM_MODEL
+from gapstream.paths import DEFAULT_ZOOM_MODEL, ROOT, shipped_model
+from gapstream.pipeline import needs_full_frames, zoom_on
 from gapstream.post import zoomed
 from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, frame_cam, moving_blobs
 
@@ -248,8 +249,24 @@ def test_zoom_never_looks_at_an_image_folder(bright: Path, tmp_path: Path) -> No
     assert len(got) == 6 and not any(p for p, _, _ in got)
 
 
+def test_zoom_is_on_by_default_with_the_shipped_models_only(tiny_model: Path) -> None:
+    """Unset, the zoom follows the person model: the crop model's operating point was chosen with
+    the shipped one as the whole frame's model, so a model of one's own runs without crops."""
+    def on(**overrides: object) -> bool:
+        return zoom_on(load_config(None, overrides))
+
+    assert load_config(None).zoom.enabled is None
+    assert on() and on(**{"model.path": str(shipped_model("int8"))})
+    assert on(**{"model.path": str(shipped_model("float32"))})
+    assert not on(**{"model.path": str(tiny_model)})
+    assert on(**{"model.path": str(tiny_model), "zoom.enabled": True})
+    assert not on(**{"zoom.enabled": False})
+    assert not needs_full_frames(load_config(None, {"model.path": str(tiny_model)}))
+    assert needs_full_frames(load_config(None))  # the crops are cut from full-size frames
+    assert not needs_full_frames(load_config(ROOT / "configs" / "no-zoom.yaml"))
+
+
 def test_zoom_config_is_checked(tiny_model: Path, tmp_path: Path) -> None:
-    assert not load_config(None).zoom.enabled  # off by default
     with pytest.raises(ConfigError, match="zoom.min_side"):
         load_config(None, {"zoom.min_side": 0.5})
     with pytest.raises(ConfigError, match="zoom.crops"):

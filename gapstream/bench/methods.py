@@ -65,6 +65,8 @@ def w_pipeline(spec: dict) -> dict:
         overrides["source.decode_to_model"] = True
     if spec.get("long_side"):
         overrides["model.input_long_side"] = spec["long_side"]
+    if "zoom" in spec:
+        overrides["zoom.enabled"] = spec["zoom"]
     cfg = load_config(None, overrides)
     pipe = Pipeline(spec["clip"], spec["model"], cfg)
     lat: list[float] = []

@@ -102,14 +102,18 @@ def plan_rows(args: argparse.Namespace, clips: list[dict], models: dict, hog_py:
                 add("gapstream", f"gapstream {q} batch {b}", {"kind": "pipeline", "model": models[q],
                                                                "batch": b}, model=q, batch=b, threads="all")
         b = 4 if 4 in batches else batches[-1]
+        # The zoom (on by default with the shipped models) crops full-size frames: these rows go without
+        add("gapstream", f"gapstream int8 batch {b}, no zoom", {
+            "kind": "pipeline", "model": models["int8"], "batch": b, "zoom": False},
+            model="int8", batch=b, threads="all")
         if "direct" not in skip:  # issue 9: decode straight to the model's input size
-            add("gapstream", f"gapstream int8 batch {b}, decoded to model size", {
-                "kind": "pipeline", "model": models["int8"], "batch": b, "decode_to_model": True},
-                model="int8", batch=b, threads="all", direct=True)
+            add("gapstream", f"gapstream int8 batch {b}, no zoom, decoded to model size", {
+                "kind": "pipeline", "model": models["int8"], "batch": b, "decode_to_model": True,
+                "zoom": False}, model="int8", batch=b, threads="all", direct=True)
             if load_meta(models["int8"]).input_mode == "keep_aspect":
-                add("gapstream", f"gapstream int8 batch {b}, long side 448, decoded to model size", {
+                add("gapstream", f"gapstream int8 batch {b}, no zoom, long side 448, decoded to model size", {
                     "kind": "pipeline", "model": models["int8"], "batch": b, "decode_to_model": True,
-                    "long_side": 448}, model="int8", batch=b, threads="all", direct=True)
+                    "long_side": 448, "zoom": False}, model="int8", batch=b, threads="all", direct=True)
         if "video" not in skip:
             add("gapstream", f"gapstream int8 batch {b} + annotated video", {
                 "kind": "pipeline", "model": models["int8"], "batch": b, "video": True},

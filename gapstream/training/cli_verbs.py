@@ -275,7 +275,10 @@ def _write_report(out: str | None, stem: str, table: str, result: dict) -> None:
 
 def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     """``eval --clips/--images``: real footage through the run-time pipeline."""
+    from dataclasses import replace
+
     from ..config import load_config
+    from ..pipeline import zoom_on
     from .footage import evaluate_footage, render_markdown
 
     folders = _image_folders(args.images)
@@ -286,11 +289,13 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     if tune is not None and not 0 <= tune < 1:
         raise GapstreamError("--tune-decision takes a false-positive rate between 0 and 1, e.g. 0.01")
     cfg = load_config(args.config)
-    if tune is not None and args.write_meta and cfg.zoom.enabled:
+    zooms = any(zoom_on(replace(cfg, model=replace(cfg.model, path=str(m)))) for m in models)
+    if tune is not None and args.write_meta and zooms:
         # With the zoom on, the tuned threshold is the zoomed frames': it belongs to the crop model.
         raise GapstreamError("--write-meta with the zoom on would store the zoomed frames' threshold "
-                             "as the frame model's; benchmarks/operating_points.py --zoom-meta writes "
-                             "a crop model's zoom_threshold")
+                             "as the frame model's: tune with --config configs/no-zoom.yaml; "
+                             "benchmarks/operating_points.py --zoom-meta writes a crop model's "
+                             "zoom_threshold")
     try:
         result = evaluate_footage(models, args.clips, args.split, folders, cfg, tune_fp=tune)
     except ValueError as exc:
