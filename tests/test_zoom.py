@@ -490,3 +490,53 @@ def test_zoom_cost_benchmark_counts_the_crops_it_times(bright: Path, jumping: tu
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "missing.mp4")],
                          capture_output=True, text=True, timeout=60)
     assert_one_clear_error(bad, "missing.mp4")
+
+
+def test_zoom_blobs_rankings_choose_the_crops_they_name() -> None:
+    """benchmarks/zoom_blobs.py's rankings: by area as the run time, upright blobs first, or the
+    wide ones left out; a frame's probability is the best of the first k crops'."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from zoom_blobs import RANKINGS, crop_max
+
+    wide, tall, square = (0, 0, 40, 10, 360, 0.9), (0, 0, 8, 24, 190, 0.2), (0, 0, 10, 10, 100, 0.7)
+    frames = [[wide, tall, square], []]  # largest first, as the run time sorts them
+    assert RANKINGS["area"](frames[0]) == [wide, tall, square]
+    assert RANKINGS["upright1"](frames[0]) == [tall, square, wide]  # keys 190, 100, 360 * 0.25
+    assert RANKINGS["tall0.5"](frames[0]) == [tall, square]
+    assert crop_max(frames, RANKINGS["area"], 1) == [0.9, 0.0]
+    assert crop_max(frames, RANKINGS["upright1"], 2) == [0.7, 0.0]
+    assert crop_max(frames, RANKINGS["tall0.75"], 3) == [0.7, 0.0]
+
+
+def test_zoom_blobs_reproduces_the_run_times_zoom(bright: Path, tmp_path: Path) -> None:
+    """Its baseline (two crops by area) scores each clip as the run time's zoom decides it."""
+    import subprocess
+    import sys
+
+    from gapstream.training.clips import load_clips
+
+    root = tmp_path / "clips"
+    for name, seed in (("people/a.mp4", 1), ("noperson/b.mp4", 2)):
+        make_video_frames(root / name, [frame_with_square(x, y) for x, y in positions(30, seed=seed)])
+    clips = [{"file": f, "split": "val", "segments": [{"start": 0.0, "end": 3.0, "person": p}]}
+             for f, p in (("people/a.mp4", True), ("noperson/b.mp4", False))]
+    (root / "labels.json").write_text(json.dumps({"clips": clips}))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("zoom:\n  min_side: 100\n")
+    out = tmp_path / "r.json"
+    script = ROOT / "benchmarks" / "zoom_blobs.py"
+    r = subprocess.run([sys.executable, str(script), "--clips", str(root), "--config", str(cfg),
+                        "--base", f"A={bright}", "--crop", str(bright), "--crops", "2", "--blobs", "3",
+                        "--dumps", str(tmp_path / "dumps"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    screened = json.loads(out.read_text())["area K2"]["clips"]
+    zoomed_cfg = load_config(cfg, {"zoom.enabled": True, "zoom.model": str(bright)})
+    for clip in load_clips(root, "val"):
+        hits = [r.is_person for r in Pipeline(str(clip.path), str(bright), zoomed_cfg).run()]
+        rate = sum(hits) / len(hits)
+        got = screened[clip.name]
+        assert (got["recall"] if clip.name.startswith("people/") else got["fp_rate"]) == pytest.approx(rate)
+    assert 0 < screened["people/a.mp4"]["recall"] < 1  # the crops found the square after the warm-up
