@@ -251,6 +251,7 @@ def write_config(path: Path, args: argparse.Namespace, urls: list[str], mqtt_por
         "sources": [{"name": f"cam{k + 1}", "uri": u} for k, u in enumerate(urls)],
         "model": {"input_long_side": args.input_long_side, **({"path": args.model} if args.model else {})},
         "infer": {"batch_size": args.batch, "batch_timeout_ms": 20},
+        "zoom": {"enabled": False},  # as configs/cameras-4.yaml, whose figures this measures
         "events": {"json": str(path.parent / "events.jsonl"), **EVENTS},
         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic_prefix": TOPIC_PREFIX},
         # /metrics for the per-camera counters; the live view's JPEGs kept rare (they cost CPU).

@@ -51,7 +51,11 @@ Dump = dict[str, list[tuple[float, int, float]]]
 
 
 def frames(clips: list, model: str, cfg: PipelineConfig) -> Dump:
-    """Each clip's (pts, label, person probability) per frame; label -1 where no label applies."""
+    """Each clip's (pts, label, person probability) per frame; label -1 where no label applies.
+    The whole frame's model alone, as in every stop's dumps, unless the config sets ``zoom.enabled``
+    (the zoom, on by default with the shipped models since stop 22, is screened by ``zoom.py``)."""
+    if cfg.zoom.enabled is None:
+        cfg = replace(cfg, zoom=replace(cfg.zoom, enabled=False))
     out = {}
     for clip in clips:
         rows = []
