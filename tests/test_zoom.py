@@ -540,3 +540,31 @@ def test_zoom_blobs_reproduces_the_run_times_zoom(bright: Path, tmp_path: Path) 
         got = screened[clip.name]
         assert (got["recall"] if clip.name.startswith("people/") else got["fp_rate"]) == pytest.approx(rate)
     assert 0 < screened["people/a.mp4"]["recall"] < 1  # the crops found the square after the warm-up
+
+
+def test_operating_points_scores_the_whole_frame_alone_unless_asked(tmp_path: Path) -> None:
+    """The screening dumps hold the whole frame's model alone, as every stop's did, although the
+    zoom is on by default with the shipped models; a config that sets zoom.enabled is obeyed."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from operating_points import frames
+
+    from gapstream.training.clips import load_clips
+
+    root = tmp_path / "clips"
+    make_video_frames(root / "people" / "a.mp4", [frame_with_square(x, y) for x, y in positions(14, seed=3)])
+    (root / "labels.json").write_text(json.dumps({"clips": [
+        {"file": "people/a.mp4", "split": "val", "segments": [{"start": 0.0, "end": 2.0, "person": True}]}]}))
+    clips = load_clips(root, "val")
+    model = str(shipped_model("int8"))
+    cfg = load_config(None, {"motion.warmup_frames": 2, "zoom.min_side": 100.0})
+    alone = [p for _, _, p in frames(clips, model, cfg)["people/a.mp4"]]
+    plain = [r.person_prob for r in Pipeline(str(clips[0].path), model,
+                                               load_config(None, {"motion.warmup_frames": 2,
+                                                                  "zoom.enabled": False})).run()]
+    assert alone == plain and len(alone) == 14
+    asked = load_config(None, {"motion.warmup_frames": 2, "zoom.min_side": 100.0, "zoom.enabled": True,
+                               "post.zoom_sustain_s": 0.0})
+    zoomed_probs = [p for _, _, p in frames(clips, model, asked)["people/a.mp4"]]
+    assert zoomed_probs != alone  # the crops of the moving square count when the config asks for them
