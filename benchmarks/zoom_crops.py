@@ -28,6 +28,13 @@ person (its hard negatives)::
         --split train --animals --images data/external/neg/dogs_vs_cats_cats ... \\
         --hard runs/v2-lpft-zoomcrops-seed0/models/gapstream_person_int8.tflite \\
         --teacher data/teacher/yolov8n_int8.tflite --out data/animalcrops
+
+With ``--vehicles`` (stop 22), the same around the teacher's car, bus and truck boxes (rule 22b's
+crop model C4)::
+
+    python benchmarks/zoom_crops.py --clips ../shared/data/clips --split train --vehicles \
+        --images data/vehicle_photos/highway_tidar --images data/external/neg/cctv_human_detection \
+        --images data/external/neg/coco128 --teacher data/teacher/yolov8n_int8.tflite --out data/vehiclecrops
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from gapstream.zoom import crop_box, cut  # noqa: E402
 
 EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
 ANIMALS, TEACHER_ANIMAL, NO_PERSON = tuple(range(14, 24)), 0.3, 0.1  # COCO bird .. giraffe
+VEHICLES = (2, 5, 7)  # COCO car, bus, truck (bicycles and motorcycles are mostly ridden)
 
 
 def save(folder: Path, name: str, crop: np.ndarray) -> None:
@@ -87,9 +95,11 @@ def box_crops(img: np.ndarray, boxes: np.ndarray, min_side: float) -> list[np.nd
     return list(cut(img, regions, CROP_SIDE)) if regions else []
 
 
-def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float) -> list[np.ndarray]:
-    """Crops of ``img`` around its BOXES largest teacher animal boxes, without a teacher person."""
-    crops = box_crops(img, teacher.class_boxes(img, ANIMALS, TEACHER_ANIMAL), min_side)
+def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float,
+                 classes: tuple[int, ...] = ANIMALS) -> list[np.ndarray]:
+    """Crops of ``img`` around its BOXES largest teacher boxes of ``classes`` (animals; vehicles with
+    ``--vehicles``), without a teacher person."""
+    crops = box_crops(img, teacher.class_boxes(img, classes, TEACHER_ANIMAL), min_side)
     return [c for c in crops if teacher.person_score(c) < NO_PERSON]
 
 
@@ -113,22 +123,24 @@ class AnimalWriter:
             self.counts["neg"] += copies
 
 
-def clip_animal_crops(clip: Clip, teacher: YoloTeacher, writer: AnimalWriter, min_side: float) -> None:
-    """``--animals`` in one clip's person-free seconds."""
+def clip_animal_crops(clip: Clip, teacher: YoloTeacher, writer: AnimalWriter, min_side: float,
+                      classes: tuple[int, ...] = ANIMALS) -> None:
+    """``--animals`` (``--vehicles``) in one clip's person-free seconds."""
     group = clip.name.replace("/", "__").removesuffix(".mp4")
     for n, t, img, _, _ in moving_frames(clip.path, min_side):
         if n % EVERY or clip.label_at(t, MARGIN_S) is not False:
             continue
-        writer.write(group, f"{n:05d}", animal_crops(img, teacher, min_side))
+        writer.write(group, f"{n:05d}", animal_crops(img, teacher, min_side, classes))
 
 
-def photo_animal_crops(folder: Path, teacher: YoloTeacher, writer: AnimalWriter, min_side: float) -> None:
-    """``--animals`` in every photo of ``folder``."""
+def photo_animal_crops(folder: Path, teacher: YoloTeacher, writer: AnimalWriter, min_side: float,
+                       classes: tuple[int, ...] = ANIMALS) -> None:
+    """``--animals`` (``--vehicles``) in every photo of ``folder``."""
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
         img = cv2.imread(str(path))
         if img is not None:
             writer.write(folder.name, path.stem, animal_crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), teacher,
-                                                            min_side))
+                                                            min_side, classes))
 
 
 def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
@@ -152,6 +164,8 @@ def main() -> None:
     ap.add_argument("--min-side", type=float, default=3.0)
     ap.add_argument("--boxes", action="store_true", help="positives around the teacher's person boxes")
     ap.add_argument("--animals", action="store_true", help="negatives around the teacher's animal boxes")
+    ap.add_argument("--vehicles", action="store_true",
+                    help="as --animals, around the teacher's car, bus and truck boxes (stop 22)")
     ap.add_argument("--images", action="append", default=[], help="photo folders for --animals")
     ap.add_argument("--hard", metavar="TFLITE", help="--animals: write the crops this model flags twice")
     ap.add_argument("--out", required=True)
@@ -161,13 +175,14 @@ def main() -> None:
         raise SystemExit(f"gapstream: error: {out} is not empty")
     teacher = YoloTeacher(args.teacher, 2)
     clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
-    if args.animals:
+    if args.animals or args.vehicles:
+        classes = VEHICLES if args.vehicles else ANIMALS
         writer = AnimalWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
         for clip in clips:
-            clip_animal_crops(clip, teacher, writer, args.min_side)
+            clip_animal_crops(clip, teacher, writer, args.min_side, classes)
             print(clip.name, writer.counts, flush=True)
         for folder in args.images:
-            photo_animal_crops(Path(folder), teacher, writer, args.min_side)
+            photo_animal_crops(Path(folder), teacher, writer, args.min_side, classes)
             print(folder, writer.counts, flush=True)
         return
     for clip in clips:
