@@ -24,7 +24,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,19 +33,10 @@ from zoom import CROP_SIDE, at_decision, moving_frames, zoomed  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.config import ZoomConfig  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
-from gapstream.zoom import crop_box, cut  # noqa: E402
+from gapstream.zoom import blob_stats, crop_box, cut  # noqa: E402
 
 Blob = tuple[int, int, int, int, int, float]  # x0, y0, x1, y1 (mask pixels), area, crop probability
 Rank = Callable[[list[Blob]], list[Blob]]
-
-
-def all_blobs(moving: np.ndarray, k: int, min_area: int) -> list[tuple[int, int, int, int, int]]:
-    """:func:`gapstream.zoom.moving_blobs`' blobs with their areas, the ``k`` largest."""
-    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    m = cv2.dilate(m, np.ones((5, 5), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
-    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs[:k]]
 
 
 def blob_dump(path: Path, model: GapModel, k: int, cfg: ZoomConfig) -> list[list[Blob]]:
@@ -57,7 +47,7 @@ def blob_dump(path: Path, model: GapModel, k: int, cfg: ZoomConfig) -> list[list
             out.append([])
             continue
         h, w = img.shape[:2]
-        blobs = all_blobs(moving.astype(np.uint8), k, cfg.min_area)
+        blobs = blob_stats(moving.astype(np.uint8), cfg.min_area)[:k]
         boxes = [crop_box(b[:4], w / moving.shape[1], w, h, cfg.min_side) for b in blobs]
         probs, _ = model.predict(cut(img, boxes, CROP_SIDE))
         person = probs[:, model.meta.person_index]

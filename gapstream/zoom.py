@@ -33,13 +33,19 @@ MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long sid
 Box = tuple[int, int, int, int]
 
 
-def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[Box]:
-    """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 uint8 mask."""
+def blob_stats(moving: np.ndarray, min_area: int = 6) -> list[tuple[int, int, int, int, int]]:
+    """Every blob of a 0/1 uint8 mask of at least ``min_area`` pixels, the largest first: its box
+    ``(x0, y0, x1, y1)`` in mask pixels and its area."""
     m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # sensor noise
     m = cv2.dilate(m, np.ones((5, 5), np.uint8))  # one person's parts into one blob
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
-    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3])) for s in blobs[:k]]
+    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs]
+
+
+def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[Box]:
+    """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 uint8 mask."""
+    return [b[:4] for b in blob_stats(moving, min_area)[:k]]
 
 
 def crop_box(blob: tuple[float, float, float, float], scale: float, width: int, height: int,
