@@ -99,7 +99,8 @@ def main() -> None:
     base_name, _, base_path = args.base.partition("=")
     base = cached_frames(clips, base_path, cfg, args.dumps, base_name)
     model = GapModel(args.crop, 1, (CROP_SIDE, CROP_SIDE))
-    cache = Path(args.dumps, f"blobs{args.blobs}.json")
+    # One cache per crop model (its file's digest): the blobs' probabilities are that model's.
+    cache = Path(args.dumps, f"blobs{args.blobs}_{model.meta.tflite_sha256[:12]}.json")
     blobs = json.loads(cache.read_text()) if cache.is_file() else {}
     for clip in clips:
         if clip.name not in blobs:
