@@ -61,10 +61,12 @@ def aspect(b: Blob) -> float:
 
 
 def upright(gamma: float) -> Rank:
+    """The blobs by area times min(1, h / w) ** ``gamma``: a wide blob counts for less."""
     return lambda blobs: sorted(blobs, key=lambda b: -b[4] * min(1.0, aspect(b)) ** gamma)
 
 
 def tall(ratio: float) -> Rank:
+    """The blobs at least ``ratio`` times as tall as wide, by area."""
     return lambda blobs: [b for b in blobs if aspect(b) >= ratio]
 
 
