@@ -183,7 +183,7 @@ class ZoomConfig:
     # with a person model of your own; true / false: always / never.
     enabled: bool | None = None
     model: str = ""  # the crop model; empty: the shipped one (models/gapstream_zoomcrop_int8.tflite)
-    crops: int = checked(2, at_least(1))
+    crops: int = checked(3, at_least(1))
     min_side: float = checked(3.0, at_least(1))  # a crop is at least 1/min_side of the frame height
     input_size: int = checked(256, at_least(32))
     min_area: int = checked(6, at_least(1))  # smallest blob, in pixels of the 320-px wide motion mask
