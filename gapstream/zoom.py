@@ -33,7 +33,7 @@ MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long sid
 Box = tuple[int, int, int, int]
 
 
-def blob_stats(moving: np.ndarray, min_area: int = 6) -> list[tuple[int, int, int, int, int]]:
+def blob_stats(moving: np.ndarray, min_area: int) -> list[tuple[int, int, int, int, int]]:
     """Every blob of a 0/1 uint8 mask of at least ``min_area`` pixels, the largest first: its box
     ``(x0, y0, x1, y1)`` in mask pixels and its area."""
     m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # sensor noise
@@ -43,7 +43,7 @@ def blob_stats(moving: np.ndarray, min_area: int = 6) -> list[tuple[int, int, in
     return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs]
 
 
-def moving_blobs(moving: np.ndarray, k: int = 2, min_area: int = 6) -> list[Box]:
+def moving_blobs(moving: np.ndarray, k: int, min_area: int) -> list[Box]:
     """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 uint8 mask."""
     return [b[:4] for b in blob_stats(moving, min_area)[:k]]
 
