@@ -6,7 +6,8 @@ a crop (stop 21). A person stands: its blob is taller than wide, a car's or a wa
 wider. One decoding pass keeps, per frame, the ``--blobs`` largest blobs (box in motion-mask
 pixels, area and the crop model's person probability of its crop), then every declared ranking is
 scored from that dump at the run-time decision of the crop model (its ``zoom_threshold`` and
-``zoom_sustain_s``), the whole frame's probabilities (``operating_points.py``'s dump) as the base::
+``zoom_sustain_s``; ``--threshold`` scores other thresholds from the same dump, as stop 23's
+sweep did), the whole frame's probabilities (``operating_points.py``'s dump) as the base::
 
     python benchmarks/zoom_blobs.py --clips data/footage_target --clips data/footage_target_c \\
         --clips data/footage_extra --split val --dumps runs/dumps \\
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--crop", default="models/gapstream_zoomcrop_int8.tflite", help="the crop model")
     ap.add_argument("--blobs", type=int, default=6, help="blobs kept per frame, the largest first")
     ap.add_argument("--crops", type=int, action="append", help="crops per frame (repeatable; 2 and 3)")
+    ap.add_argument("--threshold", type=float, action="append",
+                    help="the decision threshold (repeatable; default: the crop model's zoom_threshold)")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
     args = ap.parse_args()
     clips, cfg = footage(args)
@@ -109,18 +112,20 @@ def main() -> None:
             blobs[clip.name] = blob_dump(clip.path, model, args.blobs, cfg.zoom)
             cache.write_text(json.dumps(blobs))
             print(clip.name, file=sys.stderr, flush=True)
-    threshold = model.meta.zoom_threshold or 0.5
+    thresholds = args.threshold or [model.meta.zoom_threshold or 0.5]
     sustain = model.meta.zoom_sustain_s or 0.0
     report = {}
     for k in args.crops or [2, 3]:
         for name, rank in RANKINGS.items():
             crops = {clip.name: crop_max(blobs[clip.name], rank, k) for clip in clips}
             dump = zoomed(base, crops, cfg.post.smooth_window_s)
-            r = at_decision(sustained(dump, sustain) if sustain else dump, threshold)
-            report[f"{name} K{k}"] = r
-            first = next(iter(report))  # the run time's ranking, by area
-            print(f"{name} K{k}: mean recall {100 * r['mean_recall']:.1f} %; against {first}: "
-                  f"{versus(r, report[first])}", flush=True)
+            decided = sustained(dump, sustain) if sustain else dump
+            for t in thresholds:
+                key = f"{name} K{k}" + (f" t{t:.2f}" if args.threshold else "")
+                r = report[key] = at_decision(decided, t)
+                first = next(iter(report))  # the run time's ranking, by area (at the first threshold)
+                print(f"{key}: mean recall {100 * r['mean_recall']:.1f} %; against {first}: "
+                      f"{versus(r, report[first])}", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
