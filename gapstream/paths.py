@@ -18,15 +18,17 @@ def _models_dir() -> Path:
 
 
 MODELS_DIR = _models_dir()
-DEFAULT_MODEL = MODELS_DIR / "gapstream_person_int8.tflite"
+
+
+def shipped_model(quantization: str) -> Path:
+    """The shipped model of one quantization (``int8`` or ``float32``); it may be missing."""
+    return MODELS_DIR / f"gapstream_person_{quantization}.tflite"
+
+
+DEFAULT_MODEL = shipped_model("int8")
 # The zoom's crop model (model card, Stop 20): trained with crop-framed views of moving things.
 DEFAULT_ZOOM_MODEL = MODELS_DIR / "gapstream_zoomcrop_int8.tflite"
 SAMPLE = ROOT / "samples" / "people.mp4"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DATA_DIR = ROOT / "data"
 BENCH_WORK_DIR = ROOT / "out" / "bench"
-
-
-def shipped_model(quantization: str) -> Path:
-    """The shipped model of one quantization (``int8`` or ``float32``); it may be missing."""
-    return MODELS_DIR / f"gapstream_person_{quantization}.tflite"

@@ -30,7 +30,7 @@ from .errors import ConfigError, ModelError, PipelineError
 from .meta import ModelMeta, load_meta
 from .monitor import monitor_factories
 from .outputs import check_outputs
-from .paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL, MODELS_DIR
+from .paths import DEFAULT_MODEL, DEFAULT_ZOOM_MODEL, shipped_model
 from .results import Result
 from .ring import EOS, Ring
 from .signals import StopFlag, stop_on_signals
@@ -353,14 +353,13 @@ def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str,
 
 def zoom_on(cfg: PipelineConfig) -> bool:
     """Whether the run zooms: ``zoom.enabled`` when set; unset, only with a shipped person model
-    (``model.path`` empty or one of :data:`MODELS_DIR`'s ``gapstream_person_*`` files), because the
+    (``model.path`` empty, or :func:`paths.shipped_model` of either quantization), because the
     crop model's operating point was chosen with it as the whole frame's model."""
     if cfg.zoom.enabled is not None:
         return cfg.zoom.enabled
     if not cfg.model.path:
         return True
-    path = Path(cfg.model.path).resolve()
-    return path.parent == MODELS_DIR.resolve() and path.name.startswith("gapstream_person_")
+    return Path(cfg.model.path).resolve() in {shipped_model(q).resolve() for q in ("int8", "float32")}
 
 
 def needs_full_frames(cfg: PipelineConfig) -> bool:
