@@ -119,3 +119,16 @@ def average_precision(dets: list[Detections], gts: list[np.ndarray], iou_thr: fl
     recall = ctp / n_gt
     precision = ctp / np.maximum(ctp + cfp, np.finfo(np.float64).eps)
     return voc_ap(recall, precision)
+
+
+def bootstrap_mean_ci(values: list[float], level: float = 0.9, resamples: int = 10000,
+                      seed: int = 0) -> tuple[float, float] | None:
+    """A percentile bootstrap interval at ``level`` for the mean of ``values`` (per-clip recalls):
+    the clips are resampled with replacement, so that a mean over a handful of clips shows how far
+    one clip can move it. None for fewer than two values. Seeded: a report is reproducible."""
+    x = np.asarray(values, np.float64)
+    if len(x) < 2:
+        return None
+    means = np.random.default_rng(seed).choice(x, size=(resamples, len(x))).mean(axis=1)
+    tail = (1.0 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))

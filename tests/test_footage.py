@@ -18,8 +18,9 @@ import pytest
 from gapstream import Pipeline
 from gapstream.config import PipelineConfig, load_config
 from gapstream.meta import load_meta
+from gapstream.metrics import bootstrap_mean_ci
 from gapstream.training.clips import load_clips
-from gapstream.training.footage import evaluate_footage, render_markdown, summary
+from gapstream.training.footage import Score, evaluate_footage, render_markdown, summary
 
 from .helpers import brightness_model, make_grey_clips, make_video_frames
 
@@ -250,3 +251,23 @@ def test_tuned_decision_threshold_becomes_the_models_default(bright: Path, tmp_p
     assert stuck.returncode == 0, stuck.stderr
     assert "No decision threshold reaches" in stuck.stdout and "metadata is left as it was" in stuck.stdout
     assert load_meta(model).decision_threshold == t
+
+
+def test_mean_recall_has_a_bootstrap_interval_over_the_clips() -> None:
+    """The summary's 90 % interval resamples clips: it holds the mean, lies within the clips'
+    range, widens when one clip differs, and is the same on every run."""
+    assert bootstrap_mean_ci([0.7]) is None
+    assert bootstrap_mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    lo, hi = bootstrap_mean_ci([1.0, 1.0, 1.0, 1.0, 0.0])
+    assert 0.0 <= lo < 0.8 < hi <= 1.0 and (lo, hi) == bootstrap_mean_ci([1.0, 1.0, 1.0, 1.0, 0.0])
+    narrow = bootstrap_mean_ci([0.8, 0.82, 0.78, 0.81, 0.79])
+    assert narrow[1] - narrow[0] < 0.05 < hi - lo
+    scores = [Score("a", "eval", 10, 10, 0, hits=10), Score("b", "eval", 10, 10, 0, hits=2),
+              Score("c", "eval", 10, 0, 10, false_positives=1)]  # c has no person frame: not a recall
+    s = summary(scores)
+    assert s["mean_recall"] == pytest.approx(0.6) and s["mean_recall_ci90"] == bootstrap_mean_ci([1.0, 0.2])
+    report = {"clips_root": "x", "split": "eval", "models": {"m": {
+        "clips": [x.to_json() for x in scores], "images": [], "clips_summary": s}}}
+    lo, hi = s["mean_recall_ci90"]
+    assert f"mean recall 60.0 %, 90 % interval over the clips {100 * lo:.1f} %-{100 * hi:.1f} %" \
+        in render_markdown(report)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import PipelineConfig
 from ..credentials import redact_text
+from ..metrics import bootstrap_mean_ci
 from ..results import Result
 from .clips import Clip, folders, load_clips
 
@@ -94,14 +95,16 @@ def score_images(folder: str | Path, person: bool, model: Path, config: Pipeline
 
 
 def summary(scores: list[Score]) -> dict:
-    """Mean per-clip recall over clips with person frames, worst clip, pooled frame counts,
-    and the worst false-positive rate over clips with empty frames."""
+    """Mean per-clip recall over clips with person frames (and a 90 % bootstrap interval over the
+    clips, :func:`metrics.bootstrap_mean_ci`), worst clip, pooled frame counts, and the worst
+    false-positive rate over clips with empty frames."""
     recalls = [s.recall for s in scores if s.recall is not None]
     fps = [s.fp_rate for s in scores if s.fp_rate is not None]
     person = sum(s.person_frames for s in scores)
     empty = sum(s.empty_frames for s in scores)
     return {
         "mean_recall": sum(recalls) / len(recalls) if recalls else None,
+        "mean_recall_ci90": bootstrap_mean_ci(recalls),
         "min_recall": min(recalls) if recalls else None,
         "frame_recall": sum(s.hits for s in scores) / person if person else None,
         "max_fp_rate": max(fps) if fps else None,
@@ -189,7 +192,9 @@ def render_markdown(report: dict) -> str:
                          f"{_pct(s['recall'])} | {s['empty_frames']} | {_pct(s['fp_rate'])} |")
         sm = r["clips_summary"]
         if sm["mean_recall"] is not None or sm["max_fp_rate"] is not None:
-            lines += ["", f"Clips: mean recall {_pct(sm['mean_recall'])} "
+            ci = sm.get("mean_recall_ci90")
+            spread = f", 90 % interval over the clips {_pct(ci[0])}-{_pct(ci[1])}" if ci else ""
+            lines += ["", f"Clips: mean recall {_pct(sm['mean_recall'])}{spread} "
                       f"(worst clip {_pct(sm['min_recall'])}, all person frames {_pct(sm['frame_recall'])}); "
                       "false positives: worst clip "
                       f"{_pct(sm['max_fp_rate'])}, all empty frames {_pct(sm['frame_fp_rate'])}."]
