@@ -46,6 +46,7 @@ from .pipeline import (
     plan_zoom,
     resolve_model,
     resolve_post,
+    slow_hint,
     start_stages,
 )
 from .results import Result
@@ -280,7 +281,8 @@ class MultiPipeline:
         names = run.names
         monitor = StatsMonitor(_Totals(run.counters, run.cam_counters),  # type: ignore[arg-type]
                                self.config.output.stats_interval,
-                               lambda: sum(run.dropped(k) for k in range(len(names))))
+                               lambda: sum(run.dropped(k) for k in range(len(names))),
+                               slow_hint=slow_hint(plan.zoom))
         last_log = last_watch = time.monotonic()
         while not signalled.is_set():
             if time.monotonic() - last_watch >= 0.5:  # also while the cameras' results keep the queue busy

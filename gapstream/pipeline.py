@@ -240,7 +240,8 @@ class Pipeline:
     def _results(self, plan: Plan, run: _Running, signalled: StopFlag) -> Iterator[Result]:
         """Results in order, through the sinks, until the stream ends or a stop; then the final checks."""
         sinks = run.sinks
-        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: run.dropped)
+        monitor = StatsMonitor(run.counters, self.config.output.stats_interval, lambda: run.dropped,
+                               slow_hint=slow_hint(plan.zoom))
         source_error: str | None = None
         next_index = 0
         while not signalled.is_set():
@@ -349,6 +350,14 @@ def _frame_fields(info: SourceInfo) -> dict[str, Any]:
 
 def _maps_fields(meta: ModelMeta, maps_shape: tuple[int, int, int]) -> dict[str, Any]:
     return {"probs": ((len(meta.labels),), np.float32), "maps": (maps_shape, np.float32)}
+
+
+def slow_hint(zoom: ZoomSpec | None) -> str:
+    """What lightens a live run that drops frames, for :class:`stats.StatsMonitor`'s warning."""
+    if zoom is None:
+        return "a smaller model.input_long_side or fewer cameras per machine lighten the load"
+    return ("the zoom costs a third to a half of the frame rate: zoom.every 2 runs its crop model on every "
+            "other frame, --no-zoom turns it off (both find fewer far persons)")
 
 
 def zoom_on(cfg: PipelineConfig) -> bool:

@@ -76,13 +76,19 @@ class StatsReport:
 
 
 class StatsMonitor:
-    """Collects per-frame timings in the main process and logs a stats line periodically."""
+    """Collects per-frame timings in the main process and logs a stats line periodically.
+
+    The first interval in which a live source's frames are dropped also logs one warning with the
+    rates, and ``slow_hint`` (what would lighten the load) when given: the stats line alone counts
+    the drops without saying that the pipeline cannot keep up."""
 
     def __init__(
-        self, counters: Counters, interval: float, dropped: Callable[[], int], window: int = 2000
+        self, counters: Counters, interval: float, dropped: Callable[[], int], window: int = 2000,
+        slow_hint: str = "",
     ) -> None:
         self.counters = counters
         self._dropped = dropped
+        self.slow_hint, self._hinted = slow_hint, False
         self.interval = interval
         self.t0 = time.monotonic()
         self._last_t = self.t0
@@ -115,6 +121,11 @@ class StatsMonitor:
             rate["captured"], rate["inferred"], rate["output"], snap["dropped"], snap["reconnects"],
             lat.get("p50", 0.0), lat.get("p95", 0.0), stages,
         )
+        if snap["dropped"] > self._last["dropped"] and not self._hinted:
+            self._hinted = True
+            log.warning("dropping frames: the source delivers %.1f fps, the pipeline keeps up with "
+                        "%.1f fps%s", rate["captured"], rate["output"],
+                        f"; {self.slow_hint}" if self.slow_hint else "")
         self._last, self._last_t = snap, now
 
     def _snapshot(self) -> dict[str, int]:
