@@ -70,9 +70,9 @@ def zoomed(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     if not is_person:
         return cls, cam, False, Detections.empty()
-    persons = [decides_person(np.array([1.0 - p, p], np.float32), 1, cfg) for p in look.probs.tolist()]
+    persons, det = crop_detections(look, cfg)
     crops = frame_cam(look, persons, cam.shape, width, height)
-    return cls, cam if crops is None else crops, True, crop_detections(look, cfg)
+    return cls, cam if crops is None else crops, True, det
 
 
 def no_person(probs: np.ndarray, person_index: int) -> np.ndarray:

@@ -203,15 +203,17 @@ def frame_cam(look: ZoomLook, persons: Sequence[bool], grid: tuple[int, int], wi
     return out / peak if peak > 0 else out
 
 
-def crop_detections(look: ZoomLook, cfg: PostConfig) -> Detections:
-    """The boxes of the crops that are persons on their own (the run-time rule, :func:`cam.localize`,
-    on each crop's CAM), in the frame's pixels."""
-    boxes, scores = [], []
+def crop_detections(look: ZoomLook, cfg: PostConfig) -> tuple[list[bool], Detections]:
+    """Which crops are persons on their own, and their boxes in the frame's pixels: the run-time
+    rule (:func:`cam.localize`) on each crop's CAM, so that a crop is decided once."""
+    persons, boxes, scores = [], [], []
     for (x0, y0, x1, y1), p, cam in zip(look.regions.tolist(), look.probs.tolist(), look.cams):
         is_person, det = localize(cam, np.array([1.0 - p, p], np.float32), 1, x1 - x0, y1 - y0, cfg)
+        persons.append(is_person)
         if is_person and len(det):
             boxes.append(det.xyxy + np.array([x0, y0, x0, y0], np.float32))
             scores.append(det.scores)
     if not boxes:
-        return Detections.empty()
-    return Detections(np.concatenate(boxes).astype(np.float32), np.concatenate(scores).astype(np.float32))
+        return persons, Detections.empty()
+    return persons, Detections(np.concatenate(boxes).astype(np.float32),
+                               np.concatenate(scores).astype(np.float32))

@@ -90,11 +90,12 @@ def look_at(region: tuple[int, int, int, int], prob: float) -> ZoomLook:
 
 
 def test_crop_boxes_are_in_frame_pixels() -> None:
-    det = crop_detections(look_at((100, 40, 180, 120), 0.9), POST)
-    assert len(det) == 1
+    persons, det = crop_detections(look_at((100, 40, 180, 120), 0.9), POST)
+    assert persons == [True] and len(det) == 1
     x0, y0, x1, y1 = det.xyxy[0]
     assert 110 <= x0 <= 130 and 50 <= y0 <= 70 and 150 <= x1 <= 170 and 90 <= y1 <= 110
-    assert not len(crop_detections(look_at((100, 40, 180, 120), 0.3), POST))  # not a person crop
+    persons, det = crop_detections(look_at((100, 40, 180, 120), 0.3), POST)
+    assert persons == [False] and not len(det)  # not a person crop
 
 
 def test_the_larger_probability_decides() -> None:
