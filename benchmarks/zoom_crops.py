@@ -95,7 +95,7 @@ def box_crops(img: np.ndarray, boxes: np.ndarray, min_side: float) -> list[np.nd
     return list(cut(img, regions, CROP_SIDE)) if regions else []
 
 
-def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float,
+def object_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float,
                  classes: tuple[int, ...] = ANIMALS) -> list[np.ndarray]:
     """Crops of ``img`` around its BOXES largest teacher boxes of ``classes`` (animals; vehicles with
     ``--vehicles``), without a teacher person."""
@@ -103,8 +103,9 @@ def animal_crops(img: np.ndarray, teacher: YoloTeacher, min_side: float,
     return [c for c in crops if teacher.person_score(c) < NO_PERSON]
 
 
-class AnimalWriter:
-    """Writes animal crops to ``out/neg/<group>/``; twice when the ``hard`` model calls one a person."""
+class NegativeWriter:
+    """Writes negative crops (animals, vehicles) to ``out/neg/<group>/``; twice when the ``hard`` model
+    calls one a person."""
 
     def __init__(self, out: Path, hard: GapModel | None) -> None:
         self.out, self.hard = out, hard
@@ -123,23 +124,23 @@ class AnimalWriter:
             self.counts["neg"] += copies
 
 
-def clip_animal_crops(clip: Clip, teacher: YoloTeacher, writer: AnimalWriter, min_side: float,
+def clip_object_crops(clip: Clip, teacher: YoloTeacher, writer: NegativeWriter, min_side: float,
                       classes: tuple[int, ...] = ANIMALS) -> None:
     """``--animals`` (``--vehicles``) in one clip's person-free seconds."""
     group = clip.name.replace("/", "__").removesuffix(".mp4")
     for n, t, img, _, _ in moving_frames(clip.path, min_side):
         if n % EVERY or clip.label_at(t, MARGIN_S) is not False:
             continue
-        writer.write(group, f"{n:05d}", animal_crops(img, teacher, min_side, classes))
+        writer.write(group, f"{n:05d}", object_crops(img, teacher, min_side, classes))
 
 
-def photo_animal_crops(folder: Path, teacher: YoloTeacher, writer: AnimalWriter, min_side: float,
+def photo_object_crops(folder: Path, teacher: YoloTeacher, writer: NegativeWriter, min_side: float,
                        classes: tuple[int, ...] = ANIMALS) -> None:
     """``--animals`` (``--vehicles``) in every photo of ``folder``."""
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
         img = cv2.imread(str(path))
         if img is not None:
-            writer.write(folder.name, path.stem, animal_crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), teacher,
+            writer.write(folder.name, path.stem, object_crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), teacher,
                                                             min_side, classes))
 
 
@@ -177,12 +178,12 @@ def main() -> None:
     clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
     if args.animals or args.vehicles:
         classes = VEHICLES if args.vehicles else ANIMALS
-        writer = AnimalWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
+        writer = NegativeWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
         for clip in clips:
-            clip_animal_crops(clip, teacher, writer, args.min_side, classes)
+            clip_object_crops(clip, teacher, writer, args.min_side, classes)
             print(clip.name, writer.counts, flush=True)
         for folder in args.images:
-            photo_animal_crops(Path(folder), teacher, writer, args.min_side, classes)
+            photo_object_crops(Path(folder), teacher, writer, args.min_side, classes)
             print(folder, writer.counts, flush=True)
         return
     for clip in clips:

@@ -18,10 +18,10 @@ from zoom_crops import (  # noqa: E402
     ANIMALS,
     CROP_SIDE,
     VEHICLES,
-    AnimalWriter,
-    animal_crops,
+    NegativeWriter,
     box_crops,
-    photo_animal_crops,
+    object_crops,
+    photo_object_crops,
 )
 
 
@@ -55,17 +55,17 @@ def test_box_crops_take_the_two_largest_boxes_at_the_zooms_size() -> None:
     assert box_crops(scene(), np.zeros((0, 5), np.float32), 3.0) == []
 
 
-def test_animal_crops_drop_a_crop_with_a_teacher_person_and_weak_boxes() -> None:
+def test_object_crops_drop_a_crop_with_a_teacher_person_and_weak_boxes() -> None:
     teacher = StandInTeacher({
         16: [(40, 100, 140, 180, 0.8)],  # a dog far from the person: kept
         17: [(560, 150, 620, 250, 0.7)],  # a cat beside the person: its crop shows the person, dropped
         19: [(200, 100, 300, 180, 0.2)],  # a cow below the teacher's 0.3: not asked for
     })
-    crops = animal_crops(scene(), teacher, 3.0)
+    crops = object_crops(scene(), teacher, 3.0)
     assert len(crops) == 1 and not (crops[0][..., 0] > 200).any()
     assert teacher.asked == [ANIMALS]
     cars = StandInTeacher({2: [(40, 100, 140, 180, 0.8)], 16: [(200, 100, 300, 180, 0.9)]})
-    assert len(animal_crops(scene(), cars, 3.0, VEHICLES)) == 1 and cars.asked == [VEHICLES]
+    assert len(object_crops(scene(), cars, 3.0, VEHICLES)) == 1 and cars.asked == [VEHICLES]
 
 
 class StandInModel:
@@ -81,7 +81,7 @@ class StandInModel:
 @pytest.mark.parametrize("hard", [False, True])
 def test_the_writer_writes_negatives_and_twice_the_ones_the_model_calls_persons(tmp_path: Path,
                                                                                  hard: bool) -> None:
-    writer = AnimalWriter(tmp_path, StandInModel() if hard else None)
+    writer = NegativeWriter(tmp_path, StandInModel() if hard else None)
     dark, bright = (np.full((CROP_SIDE, CROP_SIDE, 3), v, np.uint8) for v in (40, 220))
     writer.write("cows", "00006", [dark, bright])
     names = sorted(p.name for p in (tmp_path / "neg" / "cows").iterdir())
@@ -97,7 +97,7 @@ def test_photo_crops_come_from_every_readable_photo_of_a_folder(tmp_path: Path) 
     cv2.imwrite(str(photos / "b.png"), cv2.cvtColor(scene(), cv2.COLOR_RGB2BGR))
     (photos / "broken.jpg").write_bytes(b"not an image")
     (photos / "notes.txt").write_text("skipped")
-    writer = AnimalWriter(tmp_path / "out", None)
-    photo_animal_crops(photos, StandInTeacher({7: [(40, 100, 140, 180, 0.8)]}), writer, 3.0, VEHICLES)
+    writer = NegativeWriter(tmp_path / "out", None)
+    photo_object_crops(photos, StandInTeacher({7: [(40, 100, 140, 180, 0.8)]}), writer, 3.0, VEHICLES)
     assert sorted(p.name for p in (tmp_path / "out" / "neg" / "highway").iterdir()) == ["a_0.jpg", "b_0.jpg"]
     assert writer.counts["neg"] == 2
