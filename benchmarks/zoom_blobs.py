@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,14 +99,20 @@ def main() -> None:
     ap.add_argument("--crops", type=int, action="append", help="crops per frame (repeatable; 2 and 3)")
     ap.add_argument("--threshold", type=float, action="append",
                     help="the decision threshold (repeatable; default: the crop model's zoom_threshold)")
+    ap.add_argument("--share", type=float,
+                    help="pool the crop model's maps over this top-k share of cells (default: its sidecar's)")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
     args = ap.parse_args()
     clips, cfg = footage(args)
     base_name, _, base_path = args.base.partition("=")
     base = cached_frames(clips, base_path, cfg, args.dumps, base_name)
     model = GapModel(args.crop, 1, (CROP_SIDE, CROP_SIDE))
-    # One cache per crop model (its file's digest): the blobs' probabilities are that model's.
-    cache = Path(args.dumps, f"blobs{args.blobs}_{model.meta.tflite_sha256[:12]}.json")
+    share = ""
+    if args.share is not None:  # stop 24's rule 24f: the run time pools with the sidecar's share
+        model.meta = replace(model.meta, topk_share=args.share)
+        share = f"_share{args.share:g}"
+    # One cache per crop model (its file's digest) and share: the blobs' probabilities are theirs.
+    cache = Path(args.dumps, f"blobs{args.blobs}_{model.meta.tflite_sha256[:12]}{share}.json")
     blobs = json.loads(cache.read_text()) if cache.is_file() else {}
     for clip in clips:
         if clip.name not in blobs:
