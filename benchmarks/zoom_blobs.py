@@ -20,6 +20,7 @@ eval split.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -91,14 +92,36 @@ def versus(r: dict, base: dict) -> str:
             f"{100 * rise:+.1f} points ({worst})")
 
 
-def main() -> None:
-    ap = footage_parser(__doc__.split("\n")[0])
+def score(report: dict, name: str, base: dict, crops: dict[str, list[float]], window_s: float,
+          sustain_s: float, thresholds: list[float], named: bool) -> None:
+    """The zoom's decision with the crops' probabilities ``crops`` (per clip, per frame) over the whole
+    frame's ``base`` dump, smoothed over ``window_s`` and sustained over ``sustain_s``, at each
+    threshold into ``report[name]`` (``name tT`` when ``named``), each printed against the first."""
+    dump = zoomed(base, crops, window_s)
+    decided = sustained(dump, sustain_s) if sustain_s else dump
+    for t in thresholds:
+        key = name + (f" t{t:.2f}" if named else "")
+        r = report[key] = at_decision(decided, t)
+        first = next(iter(report))  # the run time's ranking, by area (at the first threshold)
+        print(f"{key}: mean recall {100 * r['mean_recall']:.1f} %; against {first}: "
+              f"{versus(r, report[first])}", flush=True)
+
+
+def zoom_parser(description: str) -> argparse.ArgumentParser:
+    """:func:`footage_parser` with the options the blob-cache screens share (this script and
+    ``zoom_evidence.py``)."""
+    ap = footage_parser(description)
     ap.add_argument("--base", default="A=models/gapstream_person_int8.tflite", metavar="NAME=TFLITE")
     ap.add_argument("--crop", default="models/gapstream_zoomcrop_int8.tflite", help="the crop model")
     ap.add_argument("--blobs", type=int, default=6, help="blobs kept per frame, the largest first")
     ap.add_argument("--crops", type=int, action="append", help="crops per frame (repeatable; 2 and 3)")
     ap.add_argument("--threshold", type=float, action="append",
                     help="the decision threshold (repeatable; default: the crop model's zoom_threshold)")
+    return ap
+
+
+def main() -> None:
+    ap = zoom_parser(__doc__.split("\n")[0])
     ap.add_argument("--share", type=float,
                     help="pool the crop model's maps over this top-k share of cells (default: its sidecar's)")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
@@ -121,18 +144,12 @@ def main() -> None:
             print(clip.name, file=sys.stderr, flush=True)
     thresholds = args.threshold or [model.meta.zoom_threshold or 0.5]
     sustain = model.meta.zoom_sustain_s or 0.0
-    report = {}
+    report: dict = {}
     for k in args.crops or [2, 3]:
         for name, rank in RANKINGS.items():
             crops = {clip.name: crop_max(blobs[clip.name], rank, k) for clip in clips}
-            dump = zoomed(base, crops, cfg.post.smooth_window_s)
-            decided = sustained(dump, sustain) if sustain else dump
-            for t in thresholds:
-                key = f"{name} K{k}" + (f" t{t:.2f}" if args.threshold else "")
-                r = report[key] = at_decision(decided, t)
-                first = next(iter(report))  # the run time's ranking, by area (at the first threshold)
-                print(f"{key}: mean recall {100 * r['mean_recall']:.1f} %; against {first}: "
-                      f"{versus(r, report[first])}", flush=True)
+            score(report, f"{name} K{k}", base, crops, cfg.post.smooth_window_s, sustain, thresholds,
+                  bool(args.threshold))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operating_points import cached_frames, footage, footage_parser, sustained  # noqa: E402
-from zoom import at_decision, moving_frames, zoomed  # noqa: E402
-from zoom_blobs import versus  # noqa: E402
+from operating_points import cached_frames, footage  # noqa: E402
+from zoom import moving_frames  # noqa: E402
+from zoom_blobs import score, zoom_parser  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.gapmodel import GapModel  # noqa: E402
@@ -102,12 +102,7 @@ RANKINGS = {
 
 
 def main() -> None:
-    ap = footage_parser(__doc__.split("\n")[0])
-    ap.add_argument("--base", default="A=models/gapstream_person_int8.tflite", metavar="NAME=TFLITE")
-    ap.add_argument("--crop", default="models/gapstream_zoomcrop_int8.tflite", help="the crop model")
-    ap.add_argument("--blobs", type=int, default=6, help="zoom_blobs.py's --blobs (its cache's name)")
-    ap.add_argument("--crops", type=int, action="append", help="crops per frame (repeatable; 2 and 3)")
-    ap.add_argument("--threshold", type=float, action="append", help="decision thresholds (repeatable)")
+    ap = zoom_parser(__doc__.split("\n")[0])  # --blobs: zoom_blobs.py's (its cache's name)
     ap.add_argument("--veto", type=float, action="append", default=[], help="veto scores S (repeatable)")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="zoom_blobs.py's dumps; scores kept here")
     args = ap.parse_args()
@@ -132,16 +127,10 @@ def main() -> None:
             variants[f"{name} K{k}"] = {c: [crop_max(rank(f), k) for f in fs] for c, fs in pairs.items()}
         for s in args.veto:
             variants[f"veto{s:g} K{k}"] = {c: [crop_max(f, k, s) for f in fs] for c, fs in pairs.items()}
-    report = {}
+    report: dict = {}
     for name, crops in variants.items():
-        decided = zoomed(base, crops, cfg.post.smooth_window_s)
-        decided = sustained(decided, sustain) if sustain else decided
-        for t in args.threshold or [crop_meta.zoom_threshold or 0.5]:
-            key = f"{name} t{t:.2f}"
-            r = report[key] = at_decision(decided, t)
-            first = next(iter(report))  # by area, at the first threshold
-            print(f"{key}: mean recall {100 * r['mean_recall']:.1f} %; against {first}: "
-                  f"{versus(r, report[first])}", flush=True)
+        score(report, name, base, crops, cfg.post.smooth_window_s, sustain,
+              args.threshold or [crop_meta.zoom_threshold or 0.5], True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
