@@ -511,6 +511,29 @@ def test_zoom_blobs_rankings_choose_the_crops_they_name() -> None:
     assert crop_max(frames, RANKINGS["tall0.75"], 3) == [0.7, 0.0]
 
 
+def test_zoom_evidence_scores_blobs_by_the_whole_frames_cells() -> None:
+    """benchmarks/zoom_evidence.py: a blob's score is the highest cell of the whole frame's score map
+    in the cells its box covers (mask pixels to grid cells, at least one); the rankings reorder
+    (blob, score) pairs, and a veto zeroes the crops of blobs scoring under it."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from zoom_evidence import RANKINGS, box_scores, crop_max
+
+    score = np.full((4, 8), -5.0, np.float32)
+    score[1, 6] = 2.0  # one hot cell at the right
+    mask_hw = (40, 80)  # 10 mask pixels a cell
+    far_left, right, speck = (0, 0, 20, 40), (55, 5, 75, 25), (61, 11, 62, 12)
+    assert box_scores(score, [far_left, right, speck], mask_hw) == [-5.0, 2.0, 2.0]
+    big, small = (0, 0, 9, 9, 81, 0.3), (0, 0, 2, 2, 4, 0.9)
+    pairs = [(big, -5.0), (small, 2.0)]  # largest first, as the cache keeps them
+    assert [b for b, _ in RANKINGS["cam"](pairs)] == [small, big]
+    assert [b for b, _ in RANKINGS["area1cam"](pairs)] == [big, small]
+    assert crop_max(pairs, 1) == 0.3 and crop_max(pairs, 2) == 0.9
+    assert crop_max(pairs, 2, veto=0.0) == 0.9 and crop_max(pairs, 1, veto=0.0) == 0.0
+    assert crop_max([], 3) == 0.0
+
+
 def test_zoom_blobs_reproduces_the_run_times_zoom(bright: Path, tmp_path: Path) -> None:
     """Its baseline (two crops by area) scores each clip as the run time's zoom decides it."""
     import subprocess
