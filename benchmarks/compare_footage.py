@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.metrics import bootstrap_mean_ci  # noqa: E402
+from gapstream.training.footage import pct  # noqa: E402
 
 
 def clips_of(report: dict, model: str | None, path: str) -> dict[str, dict]:
@@ -61,10 +62,6 @@ def compare(base: dict[str, dict], new: dict[str, dict]) -> dict:
         "only_in_base": [n for n in base if n not in new],
         "only_in_new": [n for n in new if n not in base],
     }
-
-
-def pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
 def points(v: float | None) -> str:

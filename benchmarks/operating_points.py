@@ -45,7 +45,7 @@ from gapstream.meta import load_meta, save_meta  # noqa: E402
 from gapstream.pipeline import Pipeline  # noqa: E402
 from gapstream.smoothing import ScoreHistory  # noqa: E402
 from gapstream.training.clips import folders, load_clips  # noqa: E402
-from gapstream.training.footage import Score, summary, tune_decision  # noqa: E402
+from gapstream.training.footage import Score, pct, summary, tune_decision  # noqa: E402
 
 Dump = dict[str, list[tuple[float, int, float]]]
 
@@ -133,11 +133,6 @@ def sustained(dump: Dump, window_s: float) -> Dump:
 def worst_rise(fp: dict[str, float], base: dict[str, float]) -> float:
     """The largest rise of one empty clip's false-positive rate over the baseline's."""
     return max(fp[c] - base[c] for c in base)
-
-
-def pct(x: float | None) -> str:
-    """A rate as a percentage; n/a where nothing was counted (no person clip, say)."""
-    return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
 def line(name: str, r: dict, base: dict[str, float]) -> str:

@@ -163,7 +163,7 @@ def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str |
         for clip in clips:
             scores.append(score_clip(clip, model, cfg, margin))
             log.info("%s %s: recall %s, false positives %s", model.name, clip.name,
-                     _pct(scores[-1].recall), _pct(scores[-1].fp_rate))
+                     pct(scores[-1].recall), pct(scores[-1].fp_rate))
         folder_scores = [score_images(folder, person, model, cfg) for folder, person in images or []]
         report["models"][label] = {
             "path": str(model),
@@ -176,7 +176,8 @@ def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str |
     return report
 
 
-def _pct(v: float | None) -> str:
+def pct(v: float | None) -> str:
+    """A rate as a percentage; n/a where nothing was counted (no person clip, say)."""
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
@@ -189,23 +190,23 @@ def render_markdown(report: dict) -> str:
                   "empty frames | false positives |", "|---|---|---:|---:|---:|---:|---:|"]
         for s in r["clips"] + r["images"]:
             lines.append(f"| {s['name']} | {s['split']} | {s['frames']} | {s['person_frames']} | "
-                         f"{_pct(s['recall'])} | {s['empty_frames']} | {_pct(s['fp_rate'])} |")
+                         f"{pct(s['recall'])} | {s['empty_frames']} | {pct(s['fp_rate'])} |")
         sm = r["clips_summary"]
         if sm["mean_recall"] is not None or sm["max_fp_rate"] is not None:
             ci = sm.get("mean_recall_ci90")
-            spread = f", 90 % interval over the clips {_pct(ci[0])}-{_pct(ci[1])}" if ci else ""
-            lines += ["", f"Clips: mean recall {_pct(sm['mean_recall'])}{spread} "
-                      f"(worst clip {_pct(sm['min_recall'])}, all person frames {_pct(sm['frame_recall'])}); "
+            spread = f", 90 % interval over the clips {pct(ci[0])}-{pct(ci[1])}" if ci else ""
+            lines += ["", f"Clips: mean recall {pct(sm['mean_recall'])}{spread} "
+                      f"(worst clip {pct(sm['min_recall'])}, all person frames {pct(sm['frame_recall'])}); "
                       "false positives: worst clip "
-                      f"{_pct(sm['max_fp_rate'])}, all empty frames {_pct(sm['frame_fp_rate'])}."]
+                      f"{pct(sm['max_fp_rate'])}, all empty frames {pct(sm['frame_fp_rate'])}."]
         d = r.get("decision")
         if d:
-            lead = (f"Decision threshold for at most {_pct(d['max_fp'])} false positives on these empty "
+            lead = (f"Decision threshold for at most {pct(d['max_fp'])} false positives on these empty "
                     f"frames: {d['threshold']}" if d["reached"] else
-                    f"**No decision threshold reaches at most {_pct(d['max_fp'])} false positives on these "
+                    f"**No decision threshold reaches at most {pct(d['max_fp'])} false positives on these "
                     f"empty frames**; the highest tried: {d['threshold']}")
-            lines += ["", f"{lead} (false positives {_pct(d['frame_fp_rate'])}, "
-                      f"worst clip {_pct(d['max_fp_rate'])}); then mean recall {_pct(d['mean_recall'])}, "
-                      f"all person frames {_pct(d['frame_recall'])}."]
+            lines += ["", f"{lead} (false positives {pct(d['frame_fp_rate'])}, "
+                      f"worst clip {pct(d['max_fp_rate'])}); then mean recall {pct(d['mean_recall'])}, "
+                      f"all person frames {pct(d['frame_recall'])}."]
         lines.append("")
     return redact_text("\n".join(lines))
