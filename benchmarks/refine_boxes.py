@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.cam import cam_batch, localize  # noqa: E402
-from gapstream.config import PostConfig  # noqa: E402
+from gapstream.config import PostConfig, ZoomConfig  # noqa: E402
 from gapstream.detections import Detections  # noqa: E402
 from gapstream.errors import DataError  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
@@ -31,7 +31,7 @@ from gapstream.training.evaluate import gt_boxes  # noqa: E402
 from gapstream.training.inria import Split, list_annotations, load_split_images  # noqa: E402
 from gapstream.zoom import crop_box, cut  # noqa: E402
 
-CROP_SIDE = 256
+CROP_SIDE = ZoomConfig().input_size  # the run time's crop input
 
 
 def refine(img: np.ndarray, det: Detections, crop: GapModel, cfg: PostConfig, min_side: float) -> Detections:
