@@ -6,7 +6,7 @@ a crop (stop 21). A person stands: its blob is taller than wide, a car's or a wa
 wider. One decoding pass keeps, per frame, the ``--blobs`` largest blobs (box in motion-mask
 pixels, area and the crop model's person probability of its crop), then every declared ranking is
 scored from that dump at the run-time decision of the crop model (its ``zoom_threshold`` and
-``zoom_sustain_s``; ``--threshold`` scores other thresholds from the same dump, as stop 23's
+``zoom_sustain_s``; ``--threshold`` and ``--sustain`` score others from the same dump, as stop 23's
 sweep did), the whole frame's probabilities (``operating_points.py``'s dump) as the base::
 
     python benchmarks/zoom_blobs.py --clips data/footage_target --clips data/footage_target_c \\
@@ -122,6 +122,8 @@ def zoom_parser(description: str) -> argparse.ArgumentParser:
 
 def main() -> None:
     ap = zoom_parser(__doc__.split("\n")[0])
+    ap.add_argument("--sustain", type=float, action="append",
+                    help="seconds a zoomed find must last (repeatable; default: the crop model's)")
     ap.add_argument("--share", type=float,
                     help="pool the crop model's maps over this top-k share of cells (default: its sidecar's)")
     ap.add_argument("--dumps", required=True, metavar="DIR", help="per-frame probabilities, kept and reused")
@@ -143,13 +145,15 @@ def main() -> None:
             cache.write_text(json.dumps(blobs))
             print(clip.name, file=sys.stderr, flush=True)
     thresholds = args.threshold or [model.meta.zoom_threshold or 0.5]
-    sustain = model.meta.zoom_sustain_s or 0.0
+    sustains = args.sustain or [model.meta.zoom_sustain_s or 0.0]
     report: dict = {}
     for k in args.crops or [2, 3]:
         for name, rank in RANKINGS.items():
             crops = {clip.name: crop_max(blobs[clip.name], rank, k) for clip in clips}
-            score(report, f"{name} K{k}", base, crops, cfg.post.smooth_window_s, sustain, thresholds,
-                  bool(args.threshold))
+            for sustain in sustains:
+                label = f"{name} K{k}" + (f" s{sustain:g}" if args.sustain else "")
+                score(report, label, base, crops, cfg.post.smooth_window_s, sustain, thresholds,
+                      bool(args.threshold))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
