@@ -38,7 +38,7 @@ from zoom_blobs import score, zoom_parser  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.meta import load_meta  # noqa: E402
-from gapstream.zoom import blob_stats  # noqa: E402
+from gapstream.zoom import blob_stats, grid_cells  # noqa: E402
 
 Blob = list  # x0, y0, x1, y1 (mask pixels), area, crop probability (zoom_blobs.py's cache)
 
@@ -53,12 +53,9 @@ def cell_score(maps: np.ndarray, model: GapModel) -> np.ndarray:
 
 def box_scores(score: np.ndarray, blobs: list, mask_hw: tuple[int, int]) -> list[float]:
     """Each blob's highest cell of ``score (h, w)`` in the cells its box (mask pixels) covers."""
-    gh, gw = score.shape
-    mh, mw = mask_hw
     out = []
-    for x0, y0, x1, y1 in (b[:4] for b in blobs):
-        cx0, cy0 = min(gw - 1, x0 * gw // mw), min(gh - 1, y0 * gh // mh)
-        cx1, cy1 = max(cx0 + 1, -(-x1 * gw // mw)), max(cy0 + 1, -(-y1 * gh // mh))
+    for b in blobs:
+        cx0, cy0, cx1, cy1 = grid_cells(b[:4], score.shape, mask_hw[1], mask_hw[0])
         out.append(float(score[cy0:cy1, cx0:cx1].max()))
     return out
 

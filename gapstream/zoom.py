@@ -181,6 +181,15 @@ class Zoom:
         return look
 
 
+def grid_cells(box: Sequence[int], grid: tuple[int, int], width: int, height: int) -> Box:
+    """The cells ``(cx0, cy0, cx1, cy1)`` (end exclusive, at least one) of a ``grid`` (h, w) laid over a
+    ``width`` x ``height`` image that the integer pixel ``box`` (x0, y0, x1, y1) touches."""
+    gh, gw = grid
+    x0, y0, x1, y1 = box
+    cx0, cy0 = min(gw - 1, x0 * gw // width), min(gh - 1, y0 * gh // height)
+    return cx0, cy0, max(cx0 + 1, min(gw, -(-x1 * gw // width))), max(cy0 + 1, min(gh, -(-y1 * gh // height)))
+
+
 def frame_cam(look: ZoomLook, persons: Sequence[bool], grid: tuple[int, int], width: int,
               height: int) -> np.ndarray | None:
     """The person crops' CAMs on the whole frame's ``grid`` (h, w) of a ``width`` x ``height``
@@ -190,13 +199,11 @@ def frame_cam(look: ZoomLook, persons: Sequence[bool], grid: tuple[int, int], wi
     come from rather than the whole frame's own evidence."""
     if not any(persons):
         return None
-    gh, gw = grid
     out = np.zeros(grid, np.float32)
-    for (x0, y0, x1, y1), cam, person in zip(look.regions.tolist(), look.cams, persons):
+    for region, cam, person in zip(look.regions.tolist(), look.cams, persons):
         if not person:
             continue
-        cx0, cy0 = min(gw - 1, int(x0 * gw / width)), min(gh - 1, int(y0 * gh / height))
-        cx1, cy1 = max(cx0 + 1, min(gw, -(-x1 * gw // width))), max(cy0 + 1, min(gh, -(-y1 * gh // height)))
+        cx0, cy0, cx1, cy1 = grid_cells(region, grid, width, height)
         patch = cv2.resize(cam, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_AREA)
         out[cy0:cy1, cx0:cx1] = np.maximum(out[cy0:cy1, cx0:cx1], patch)
     peak = float(out.max())
