@@ -35,18 +35,31 @@ crop model C4)::
     python benchmarks/zoom_crops.py --clips ../shared/data/clips --split train --vehicles \
         --images data/vehicle_photos/highway_tidar --images data/external/neg/cctv_human_detection \
         --images data/external/neg/coco128 --teacher data/teacher/yolov8n_int8.tflite --out data/vehiclecrops
+
+With ``--peaks TFLITE`` (stop 25's rule 25c), negatives at the whole frame's two highest person-score
+cells by that model (``static_look.py``'s static look), in every 12th frame of the person-free
+seconds of the clips and in every photo of ``--images`` folders: what the static look would show the
+crop model where nobody is::
+
+    python benchmarks/zoom_crops.py --clips ../shared/data/clips --split train \
+        --peaks models/gapstream_person_int8.tflite --images ../shared/data/INRIAPerson/Train/neg \
+        --images data/external/neg/cctv_human_detection --images data/vehicle_photos/highway_tidar \
+        --hard models/gapstream_zoomcrop_int8.tflite --teacher data/teacher/yolov8n_int8.tflite \
+        --out data/staticcrops
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from static_look import PEAKS, peak_boxes  # noqa: E402
 from zoom import CROP_SIDE, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -124,24 +137,42 @@ class NegativeWriter:
             self.counts["neg"] += copies
 
 
-def clip_object_crops(clip: Clip, teacher: YoloTeacher, writer: NegativeWriter, min_side: float,
-                      classes: tuple[int, ...] = ANIMALS) -> None:
-    """``--animals`` (``--vehicles``) in one clip's person-free seconds."""
+class PeakCrops:
+    """``--peaks``: crops at a whole-frame model's highest person-score cells (the static look)."""
+
+    def __init__(self, path: str, teacher: YoloTeacher, min_side: float) -> None:
+        self.model, self.teacher, self.min_side = GapModel(path, 2), teacher, min_side
+        kernel, _ = self.model.meta.pool_weights()
+        person = self.model.meta.person_index
+        self.diff = kernel[:, person] - kernel[:, 1 - person]
+
+    def __call__(self, img: np.ndarray) -> list[np.ndarray]:
+        h, w = img.shape[:2]
+        size = self.model.meta.input_size_for(h, w)
+        if self.model.input_size != size:
+            self.model = GapModel(self.model.path, 2, size)
+        _, maps = self.model.predict(self.model.preprocess(img)[None])
+        boxes = peak_boxes(maps[0] @ self.diff, w, h, int(min(h / self.min_side, h, w)), PEAKS)
+        return [c for c in cut(img, boxes, CROP_SIDE) if self.teacher.person_score(c) < NO_PERSON]
+
+
+def clip_object_crops(clip: Clip, crops: Callable[[np.ndarray], list[np.ndarray]], writer: NegativeWriter,
+                      every: int = EVERY) -> None:
+    """``--animals`` (``--vehicles``, ``--peaks``) in one clip's person-free seconds."""
     group = clip.name.replace("/", "__").removesuffix(".mp4")
-    for n, t, img, _, _ in moving_frames(clip.path, min_side):
-        if n % EVERY or clip.label_at(t, MARGIN_S) is not False:
+    for n, t, img, _, _ in moving_frames(clip.path, 3.0):
+        if n % every or clip.label_at(t, MARGIN_S) is not False:
             continue
-        writer.write(group, f"{n:05d}", object_crops(img, teacher, min_side, classes))
+        writer.write(group, f"{n:05d}", crops(img))
 
 
-def photo_object_crops(folder: Path, teacher: YoloTeacher, writer: NegativeWriter, min_side: float,
-                       classes: tuple[int, ...] = ANIMALS) -> None:
-    """``--animals`` (``--vehicles``) in every photo of ``folder``."""
+def photo_object_crops(folder: Path, crops: Callable[[np.ndarray], list[np.ndarray]],
+                       writer: NegativeWriter) -> None:
+    """``--animals`` (``--vehicles``, ``--peaks``) in every photo of ``folder``."""
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
         img = cv2.imread(str(path))
         if img is not None:
-            writer.write(folder.name, path.stem, object_crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), teacher,
-                                                            min_side, classes))
+            writer.write(folder.name, path.stem, crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
 
 
 def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:
@@ -167,6 +198,8 @@ def main() -> None:
     ap.add_argument("--animals", action="store_true", help="negatives around the teacher's animal boxes")
     ap.add_argument("--vehicles", action="store_true",
                     help="as --animals, around the teacher's car, bus and truck boxes (stop 22)")
+    ap.add_argument("--peaks", metavar="TFLITE",
+                    help="negatives at this whole-frame model's highest person-score cells (stop 25)")
     ap.add_argument("--images", action="append", default=[], help="photo folders for --animals")
     ap.add_argument("--hard", metavar="TFLITE", help="--animals: write the crops this model flags twice")
     ap.add_argument("--out", required=True)
@@ -176,14 +209,17 @@ def main() -> None:
         raise SystemExit(f"gapstream: error: {out} is not empty")
     teacher = YoloTeacher(args.teacher, 2)
     clips = [c for root in folders(args.clips) for c in load_clips(root, args.split)]
-    if args.animals or args.vehicles:
+    if args.animals or args.vehicles or args.peaks:
         classes = VEHICLES if args.vehicles else ANIMALS
+        crops: Callable[[np.ndarray], list[np.ndarray]] = (
+            PeakCrops(args.peaks, teacher, args.min_side) if args.peaks
+            else lambda img: object_crops(img, teacher, args.min_side, classes))
         writer = NegativeWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
         for clip in clips:
-            clip_object_crops(clip, teacher, writer, args.min_side, classes)
+            clip_object_crops(clip, crops, writer, 2 * EVERY if args.peaks else EVERY)
             print(clip.name, writer.counts, flush=True)
         for folder in args.images:
-            photo_object_crops(Path(folder), teacher, writer, args.min_side, classes)
+            photo_object_crops(Path(folder), crops, writer)
             print(folder, writer.counts, flush=True)
         return
     for clip in clips:

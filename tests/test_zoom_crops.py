@@ -1,5 +1,5 @@
-"""benchmarks/zoom_crops.py's negatives (--animals, --vehicles) with a stand-in for the YOLOv8n teacher,
-which tests may not load (it lives in data/)."""
+"""benchmarks/zoom_crops.py's negatives (--animals, --vehicles, --peaks) with a stand-in for the YOLOv8n
+teacher, which tests may not load (it lives in data/), and static_look.py's crop geometry."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from gapstream.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from static_look import peak_boxes  # noqa: E402
 from zoom_crops import (  # noqa: E402
     ANIMALS,
     CROP_SIDE,
@@ -98,6 +99,17 @@ def test_photo_crops_come_from_every_readable_photo_of_a_folder(tmp_path: Path) 
     (photos / "broken.jpg").write_bytes(b"not an image")
     (photos / "notes.txt").write_text("skipped")
     writer = NegativeWriter(tmp_path / "out", None)
-    photo_object_crops(photos, StandInTeacher({7: [(40, 100, 140, 180, 0.8)]}), writer, 3.0, VEHICLES)
+    teacher = StandInTeacher({7: [(40, 100, 140, 180, 0.8)]})
+    photo_object_crops(photos, lambda img: object_crops(img, teacher, 3.0, VEHICLES), writer)
     assert sorted(p.name for p in (tmp_path / "out" / "neg" / "highway").iterdir()) == ["a_0.jpg", "b_0.jpg"]
     assert writer.counts["neg"] == 2
+
+
+def test_peak_boxes_centre_crops_on_the_highest_cells_and_skip_their_neighbours() -> None:
+    scores = np.zeros((9, 16), np.float32)
+    scores[2, 3], scores[2, 4], scores[7, 14] = 5.0, 4.0, 3.0  # (2, 4) lies inside the first crop
+    boxes = peak_boxes(scores, 640, 360, 120, 2)
+    assert boxes[0] == (80, 40, 200, 160)  # cell (2, 3): centre (140, 100)
+    assert boxes[1] == (520, 240, 640, 360)  # cell (7, 14): centre (580, 300), kept inside the frame
+    assert all(x1 - x0 == y1 - y0 == 120 for x0, y0, x1, y1 in boxes)
+    assert len(peak_boxes(scores, 640, 360, 120, 1)) == 1
