@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import av
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from operating_points import cached_frames, footage  # noqa: E402
@@ -30,28 +29,9 @@ from zoom_blobs import RANKINGS, crop_max, score, zoom_parser  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.gapmodel import GapModel  # noqa: E402
-from gapstream.zoom import cut  # noqa: E402
+from gapstream.zoom import cut, peak_regions  # noqa: E402
 
 PEAKS = 2  # static crops kept per frame; a candidate with N uses the first N
-
-
-def peak_boxes(scores: np.ndarray, width: int, height: int, side: int,
-               n: int) -> list[tuple[int, int, int, int]]:
-    """Square ``side`` px crops of a ``width`` x ``height`` frame centred on the ``n`` highest cells
-    of a per-cell score map ``(h, w)``; a cell inside an earlier crop is skipped."""
-    gh, gw = scores.shape
-    boxes: list[tuple[int, int, int, int]] = []
-    for flat in np.argsort(-scores, axis=None):
-        cy, cx = divmod(int(flat), gw)
-        x, y = (cx + 0.5) * width / gw, (cy + 0.5) * height / gh
-        if any(x0 <= x < x1 and y0 <= y < y1 for x0, y0, x1, y1 in boxes):
-            continue
-        left = int(min(max(x - side / 2, 0), width - side))
-        top = int(min(max(y - side / 2, 0), height - side))
-        boxes.append((left, top, left + side, top + side))
-        if len(boxes) == n:
-            break
-    return boxes
 
 
 def static_dump(path: Path, whole: GapModel, crop: GapModel, min_side: float) -> list[list[float]]:
@@ -70,7 +50,7 @@ def static_dump(path: Path, whole: GapModel, crop: GapModel, min_side: float) ->
                 whole = GapModel(whole.path, whole.num_threads, size)
             _, maps = whole.predict(whole.preprocess(img)[None])
             side = int(min(h / min_side, h, w))
-            boxes = peak_boxes(maps[0] @ diff, w, h, side, PEAKS)
+            boxes = peak_regions(maps[0] @ diff, w, h, side, PEAKS)
             probs, _ = crop.predict(cut(img, boxes, CROP_SIDE))
             out.append(probs[:, crop.meta.person_index].astype(float).tolist())
     return out

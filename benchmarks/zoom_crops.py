@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from static_look import PEAKS, peak_boxes  # noqa: E402
+from static_look import PEAKS  # noqa: E402
 from zoom import CROP_SIDE, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,7 +67,7 @@ from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.media import IMAGE_EXTS  # noqa: E402
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
-from gapstream.zoom import crop_box, cut  # noqa: E402
+from gapstream.zoom import crop_box, cut, peak_regions  # noqa: E402
 
 EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
 ANIMALS, TEACHER_ANIMAL, NO_PERSON = tuple(range(14, 24)), 0.3, 0.1  # COCO bird .. giraffe
@@ -152,7 +152,7 @@ class PeakCrops:
         if self.model.input_size != size:
             self.model = GapModel(self.model.path, 2, size)
         _, maps = self.model.predict(self.model.preprocess(img)[None])
-        boxes = peak_boxes(maps[0] @ self.diff, w, h, int(min(h / self.min_side, h, w)), PEAKS)
+        boxes = peak_regions(maps[0] @ self.diff, w, h, int(min(h / self.min_side, h, w)), PEAKS)
         return [c for c in cut(img, boxes, CROP_SIDE) if self.teacher.person_score(c) < NO_PERSON]
 
 

@@ -190,6 +190,12 @@ class ZoomConfig:
     # The crop model runs on every `every`-th frame of a camera; the frames between keep the last
     # crops' look (the background still learns from every frame). 1: every frame.
     every: int = checked(1, at_least(1))
+    # The static look (stop 25): the crop model also looks at crops of the smallest size centred on
+    # the whole frame's `static_peaks` highest person-score cells, moving or not, so that a person who
+    # stands still can count; such a crop counts only at or above `static_threshold`. None: the crop
+    # model's own (its metadata's zoom_static_peaks and zoom_static_threshold), else off.
+    static_peaks: int | None = checked(None, at_least(0))
+    static_threshold: float | None = checked(None, between(0, 1))
 
 
 @dataclass

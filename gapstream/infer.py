@@ -177,8 +177,11 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
         raise ModelError(f"{model_path}: conv maps {expected} do not fit the maps slots "
                          f"{(slot_h, slot_w, slot_c)}")
     if zoom is not None:
+        # The static look centres crops on the whole frame's strongest person evidence.
+        scores = fmaps @ model.meta.dense_kernel[:, model.meta.person_index] if zoom.static_peaks else None
         for i, (slot, rec) in enumerate(batch):
-            rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w])
+            rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w],
+                                 None if scores is None else scores[i])
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)

@@ -59,6 +59,10 @@ class ModelMeta:
     # ... and how long a zoomed frame's probability must have stayed at or above it (the minimum
     # over that many seconds decides; post.zoom_sustain_s). None: not at all (0).
     zoom_sustain_s: float | None = None
+    # ... and its static look (zoom.static_peaks, zoom.static_threshold): crops at the whole frame's
+    # highest person-score cells, moving or not, counted only at or above the threshold. None: off.
+    zoom_static_peaks: int | None = None
+    zoom_static_threshold: float | None = None
     # The dense layer as trained, (C, K) and (K,), when the CAM kernel above is a derived one
     # (scene models store the person-minus-no-person difference). The run time pools these
     # per-cell scores itself (cam.pool_probs) instead of trusting an int8 graph's pooling.
@@ -101,7 +105,7 @@ class ModelMeta:
         d["input_size"] = list(self.input_size)
         d["input_range"] = list(self.input_range)
         d["box_scale"] = list(self.box_scale)
-        for key in ("zoom_threshold", "zoom_sustain_s"):
+        for key in ("zoom_threshold", "zoom_sustain_s", "zoom_static_peaks", "zoom_static_threshold"):
             if d[key] is None:
                 del d[key]
         for key in ("pool_kernel", "pool_bias"):
@@ -139,6 +143,9 @@ class ModelMeta:
                 decision_threshold=float(d.get("decision_threshold", 0.5)),
                 zoom_threshold=None if d.get("zoom_threshold") is None else float(d["zoom_threshold"]),
                 zoom_sustain_s=None if d.get("zoom_sustain_s") is None else float(d["zoom_sustain_s"]),
+                zoom_static_peaks=None if d.get("zoom_static_peaks") is None else int(d["zoom_static_peaks"]),
+                zoom_static_threshold=(None if d.get("zoom_static_threshold") is None
+                                       else float(d["zoom_static_threshold"])),
                 pool_kernel=None if "pool_kernel" not in d else np.asarray(d["pool_kernel"], np.float32),
                 pool_bias=None if "pool_bias" not in d else np.asarray(d["pool_bias"], np.float32),
                 topk_share=float(d.get("topk_share", 0.05)),

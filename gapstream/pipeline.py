@@ -387,8 +387,12 @@ def plan_zoom(cfg: PipelineConfig, infos: list[SourceInfo],
     crop_model = resolve_model(cfg.zoom.model, DEFAULT_ZOOM_MODEL, "--zoom-model")
     crop_meta = load_meta(crop_model)
     stills = tuple(k for k, info in enumerate(infos) if info.kind == "images")
+    peaks = cfg.zoom.static_peaks if cfg.zoom.static_peaks is not None else crop_meta.zoom_static_peaks
+    least = (cfg.zoom.static_threshold if cfg.zoom.static_threshold is not None
+             else crop_meta.zoom_static_threshold)
     return ZoomSpec(cfg.zoom, cfg.motion, str(crop_model), stills, tuple(masks),
-                    crop_meta.zoom_threshold, crop_meta.zoom_sustain_s)
+                    crop_meta.zoom_threshold, crop_meta.zoom_sustain_s, peaks or 0,
+                    1.0 if least is None else least)
 
 
 def direct_decode(info: SourceInfo, input_size: tuple[int, int], annotate: bool,

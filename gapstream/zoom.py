@@ -60,6 +60,25 @@ def crop_box(blob: tuple[float, float, float, float], scale: float, width: int, 
     return left_i, top_i, left_i + s, top_i + s
 
 
+def peak_regions(scores: np.ndarray, width: int, height: int, side: int, n: int) -> list[Box]:
+    """Square ``side`` px regions of a ``width`` x ``height`` frame centred on the ``n`` highest cells
+    of a per-cell score map ``(h, w)`` (the static look), shifted inside the frame; a cell whose
+    centre lies in an earlier region is skipped, so that two regions show two places."""
+    gh, gw = scores.shape
+    regions: list[Box] = []
+    for flat in np.argsort(-scores, axis=None):
+        cy, cx = divmod(int(flat), gw)
+        x, y = (cx + 0.5) * width / gw, (cy + 0.5) * height / gh
+        if any(x0 <= x < x1 and y0 <= y < y1 for x0, y0, x1, y1 in regions):
+            continue
+        left = int(min(max(x - side / 2, 0), width - side))
+        top = int(min(max(y - side / 2, 0), height - side))
+        regions.append((left, top, left + side, top + side))
+        if len(regions) == n:
+            break
+    return regions
+
+
 def cut(frame: np.ndarray, regions: list[Box], side: int) -> np.ndarray:
     """The ``regions`` of an RGB ``frame``, each resized to ``side`` x ``side``: ``(K, side, side, 3)``."""
     return np.stack([cv2.resize(frame[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
@@ -137,17 +156,22 @@ class ZoomSpec:
     masks: tuple[Sequence[Polygon], ...] = ()  # each camera's exclusion polygons (source.masks)
     threshold: float | None = None  # the crop model's zoom_threshold (pipeline.resolve_post)
     sustain_s: float | None = None  # the crop model's zoom_sustain_s (pipeline.resolve_post)
+    static_peaks: int = 0  # the static look's crops a frame (pipeline.plan_zoom); 0: none
+    static_threshold: float = 1.0  # the least probability a static crop counts with
 
     def build(self, threads: int | None) -> Zoom:
-        return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills, self.masks)
+        return Zoom(self.cfg, self.motion, self.model_path, threads, self.stills, self.masks,
+                    self.static_peaks, self.static_threshold)
 
 
 class Zoom:
     """The crop model and each camera's :class:`Regions` (in the inference stage)."""
 
     def __init__(self, cfg: ZoomConfig, motion: MotionConfig, model_path: str, threads: int | None,
-                 stills: tuple[int, ...] = (), masks: tuple[Sequence[Polygon], ...] = ()) -> None:
+                 stills: tuple[int, ...] = (), masks: tuple[Sequence[Polygon], ...] = (),
+                 static_peaks: int = 0, static_threshold: float = 1.0) -> None:
         self.cfg, self.motion, self.stills, self.masks = cfg, motion, stills, masks
+        self.static_peaks, self.static_threshold = static_peaks, static_threshold
         self.model = GapModel(model_path, threads, (cfg.input_size, cfg.input_size))
         self._regions: dict[int, Regions] = {}
         self._last: dict[int, tuple[int, ZoomLook]] = {}  # per camera: frames since its crops ran, their look
@@ -155,14 +179,19 @@ class Zoom:
         self._none = ZoomLook(np.zeros((0, 4), np.int32), np.zeros(0, np.float32),
                               np.zeros((0, *grid), np.float32))
 
-    def look(self, camera: int, frame: np.ndarray) -> ZoomLook | None:
+    def look(self, camera: int, frame: np.ndarray, scores: np.ndarray | None = None) -> ZoomLook | None:
         """The crops of camera ``camera``'s next ``frame`` (RGB, full size) through the crop model;
-        None for an image folder."""
+        None for an image folder. ``scores``: the whole frame's per-cell person scores ``(h, w)``,
+        whose highest cells the static look's crops centre on (``static_peaks``)."""
         if camera in self.stills:
             return None
         if camera not in self._regions:
             self._regions[camera] = Regions(self.cfg, self.motion)
         found = self._regions[camera].find(frame)
+        moving = len(found)
+        if self.static_peaks and scores is not None:
+            h, w = frame.shape[:2]
+            found += peak_regions(scores, w, h, int(min(h / self.cfg.min_side, h, w)), self.static_peaks)
         if not found:
             self._last.pop(camera, None)
             return self._none
@@ -175,6 +204,8 @@ class Zoom:
         person = probs[:, meta.person_index].astype(np.float32)
         if camera < len(self.masks) and self.masks[camera]:  # what is masked is never a person
             person, maps = masked_crops(found, maps, self.masks[camera], frame.shape[1], frame.shape[0], meta)
+        static = person[moving:]
+        static[static < self.static_threshold] = 0.0  # a still thing counts only when the crop model is sure
         cams = cam_batch(maps, meta.dense_kernel, np.full(len(found), meta.person_index))
         look = ZoomLook(np.array(found, np.int32), person, cams)
         self._last[camera] = (1, look)

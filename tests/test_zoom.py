@@ -592,3 +592,31 @@ def test_operating_points_scores_the_whole_frame_alone_unless_asked(tmp_path: Pa
                                "post.zoom_sustain_s": 0.0})
     zoomed_probs = [p for _, _, p in frames(clips, model, asked)["people/a.mp4"]]
     assert zoomed_probs != alone  # the crops of the moving square count when the config asks for them
+
+
+def test_the_static_look_finds_a_square_that_never_moves(bright: Path, tmp_path: Path) -> None:
+    """A white square that stands still from the first frame: the motion crops never look at it and
+    the whole frame is too large for it, but the static look's crop, centred on the whole frame's
+    strongest cell, finds it (its box on the square); a static crop under ``static_threshold`` is
+    ignored, and the crop model's metadata sets both when the config does not."""
+    video = make_video_frames(tmp_path / "still.mp4", [frame_with_square(96, 64)] * 8)
+    base = {"zoom.enabled": True, "zoom.min_side": 4.0}
+    assert not any(p for p, _, _ in run(bright, video, **base))
+    found = run(bright, video, **base, **{"zoom.static_peaks": 1, "zoom.static_threshold": 0.9})
+    assert len(found) == 8
+    for is_person, boxes, prob in found:
+        assert is_person and prob >= 0.9 and len(boxes)
+        assert any(b[0] <= 112 <= b[2] and b[1] <= 80 <= b[3] for b in boxes), boxes  # the square's centre
+    strict = run(bright, video, **base, **{"zoom.static_peaks": 1, "zoom.static_threshold": 1.0})
+    assert not any(p for p, _, _ in strict)
+    crop = tmp_path / "crop.tflite"
+    crop.write_bytes(bright.read_bytes())
+    meta = load_meta(bright)
+    meta.zoom_static_peaks, meta.zoom_static_threshold = 1, 0.9
+    save_meta(meta, crop)
+    assert load_meta(crop).zoom_static_peaks == 1
+    assert all(p for p, _, _ in run(bright, video, **base, **{"zoom.model": str(crop)}))
+    assert not any(p for p, _, _ in run(bright, video, **base, **{"zoom.model": str(crop),
+                                                                   "zoom.static_peaks": 0}))
+    with pytest.raises(ConfigError, match="zoom.static_threshold"):
+        load_config(None, {"zoom.static_threshold": 1.5})

@@ -1,5 +1,5 @@
 """benchmarks/zoom_crops.py's negatives (--animals, --vehicles, --peaks) with a stand-in for the YOLOv8n
-teacher, which tests may not load (it lives in data/), and static_look.py's crop geometry."""
+teacher, which tests may not load (it lives in data/), and the static look's crop geometry."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from gapstream.paths import ROOT
+from gapstream.zoom import peak_regions
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from static_look import peak_boxes  # noqa: E402
 from zoom_crops import (  # noqa: E402
     ANIMALS,
     CROP_SIDE,
@@ -105,11 +105,11 @@ def test_photo_crops_come_from_every_readable_photo_of_a_folder(tmp_path: Path) 
     assert writer.counts["neg"] == 2
 
 
-def test_peak_boxes_centre_crops_on_the_highest_cells_and_skip_their_neighbours() -> None:
+def test_peak_regions_centre_crops_on_the_highest_cells_and_skip_their_neighbours() -> None:
     scores = np.zeros((9, 16), np.float32)
     scores[2, 3], scores[2, 4], scores[7, 14] = 5.0, 4.0, 3.0  # (2, 4) lies inside the first crop
-    boxes = peak_boxes(scores, 640, 360, 120, 2)
+    boxes = peak_regions(scores, 640, 360, 120, 2)
     assert boxes[0] == (80, 40, 200, 160)  # cell (2, 3): centre (140, 100)
     assert boxes[1] == (520, 240, 640, 360)  # cell (7, 14): centre (580, 300), kept inside the frame
     assert all(x1 - x0 == y1 - y0 == 120 for x0, y0, x1, y1 in boxes)
-    assert len(peak_boxes(scores, 640, 360, 120, 1)) == 1
+    assert len(peak_regions(scores, 640, 360, 120, 1)) == 1
