@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import av
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from operating_points import cached_frames, footage  # noqa: E402
@@ -29,29 +30,36 @@ from zoom_blobs import RANKINGS, crop_max, score, zoom_parser  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.gapmodel import GapModel  # noqa: E402
-from gapstream.zoom import cut, peak_regions  # noqa: E402
+from gapstream.zoom import Box, cut, person_scores, static_regions  # noqa: E402
 
 PEAKS = 2  # static crops kept per frame; a candidate with N uses the first N
 
 
-def static_dump(path: Path, whole: GapModel, crop: GapModel, min_side: float) -> list[list[float]]:
-    """Per frame, the crop model's person probability of the :data:`PEAKS` static crops."""
+class StaticRegions:
+    """The static look's regions of full-size RGB frames: the whole-frame model at each frame size's
+    keep-aspect input, then :func:`gapstream.zoom.static_regions` on its person scores."""
+
+    def __init__(self, path: str, min_side: float, n: int = PEAKS) -> None:
+        self.model, self.min_side, self.n = GapModel(path, 2), min_side, n
+
+    def __call__(self, img: np.ndarray) -> list[Box]:
+        h, w = img.shape[:2]
+        size = self.model.meta.input_size_for(h, w)
+        if self.model.input_size != size:
+            self.model = GapModel(self.model.path, 2, size)
+        _, maps = self.model.predict(self.model.preprocess(img)[None])
+        return static_regions(person_scores(maps[0], self.model.meta), w, h, self.min_side, self.n)
+
+
+def static_dump(path: Path, regions: StaticRegions, crop: GapModel) -> list[list[float]]:
+    """Per frame, the crop model's person probability of the static crops."""
     out: list[list[float]] = []
-    kernel, _ = whole.meta.pool_weights()
-    diff = kernel[:, whole.meta.person_index] - kernel[:, 1 - whole.meta.person_index]
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
             img = frame.to_ndarray(format="rgb24")
-            h, w = img.shape[:2]
-            size = whole.meta.input_size_for(h, w)
-            if whole.input_size != size:
-                whole = GapModel(whole.path, whole.num_threads, size)
-            _, maps = whole.predict(whole.preprocess(img)[None])
-            side = int(min(h / min_side, h, w))
-            boxes = peak_regions(maps[0] @ diff, w, h, side, PEAKS)
-            probs, _ = crop.predict(cut(img, boxes, CROP_SIDE))
+            probs, _ = crop.predict(cut(img, regions(img), CROP_SIDE))
             out.append(probs[:, crop.meta.person_index].astype(float).tolist())
     return out
 
@@ -67,8 +75,8 @@ def main() -> None:
     base_name, _, base_path = args.base.partition("=")
     base = cached_frames(clips, base_path, cfg, args.dumps, base_name)
     crop = GapModel(args.crop, 2, (CROP_SIDE, CROP_SIDE))
-    whole = GapModel(base_path, 2)
-    tag = f"{crop.meta.tflite_sha256[:12]}_{whole.meta.tflite_sha256[:12]}"
+    regions = StaticRegions(base_path, cfg.zoom.min_side)
+    tag = f"{crop.meta.tflite_sha256[:12]}_{regions.model.meta.tflite_sha256[:12]}"
     blobs_cache = Path(args.dumps, f"blobs{args.blobs}_{crop.meta.tflite_sha256[:12]}.json")
     if not blobs_cache.is_file():
         raise SystemExit(f"{blobs_cache}: run zoom_blobs.py with the same --dumps and --crop first")
@@ -77,7 +85,7 @@ def main() -> None:
     static = json.loads(cache.read_text()) if cache.is_file() else {}
     for clip in clips:
         if clip.name not in static:
-            static[clip.name] = static_dump(clip.path, whole, crop, cfg.zoom.min_side)
+            static[clip.name] = static_dump(clip.path, regions, crop)
             cache.write_text(json.dumps(static))
             print(clip.name, file=sys.stderr, flush=True)
     thresholds = args.threshold or [crop.meta.zoom_threshold or 0.5]

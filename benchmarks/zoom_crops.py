@@ -59,7 +59,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from static_look import PEAKS  # noqa: E402
+from static_look import StaticRegions  # noqa: E402
 from zoom import CROP_SIDE, moving_frames  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,7 +67,7 @@ from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.media import IMAGE_EXTS  # noqa: E402
 from gapstream.training.clips import Clip, folders, load_clips  # noqa: E402
 from gapstream.training.teacher import YoloTeacher  # noqa: E402
-from gapstream.zoom import crop_box, cut, peak_regions  # noqa: E402
+from gapstream.zoom import crop_box, cut  # noqa: E402
 
 EVERY, MARGIN_S, TEACHER_PERSON, BOXES = 6, 0.3, 0.5, 2
 ANIMALS, TEACHER_ANIMAL, NO_PERSON = tuple(range(14, 24)), 0.3, 0.1  # COCO bird .. giraffe
@@ -137,30 +137,18 @@ class NegativeWriter:
             self.counts["neg"] += copies
 
 
-class PeakCrops:
-    """``--peaks``: crops at a whole-frame model's highest person-score cells (the static look)."""
-
-    def __init__(self, path: str, teacher: YoloTeacher, min_side: float) -> None:
-        self.model, self.teacher, self.min_side = GapModel(path, 2), teacher, min_side
-        kernel, _ = self.model.meta.pool_weights()
-        person = self.model.meta.person_index
-        self.diff = kernel[:, person] - kernel[:, 1 - person]
-
-    def __call__(self, img: np.ndarray) -> list[np.ndarray]:
-        h, w = img.shape[:2]
-        size = self.model.meta.input_size_for(h, w)
-        if self.model.input_size != size:
-            self.model = GapModel(self.model.path, 2, size)
-        _, maps = self.model.predict(self.model.preprocess(img)[None])
-        boxes = peak_regions(maps[0] @ self.diff, w, h, int(min(h / self.min_side, h, w)), PEAKS)
-        return [c for c in cut(img, boxes, CROP_SIDE) if self.teacher.person_score(c) < NO_PERSON]
+def peak_crops(regions: StaticRegions, teacher: YoloTeacher) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``--peaks``: a frame's crops at the static look's regions, without a teacher person."""
+    def crops(img: np.ndarray) -> list[np.ndarray]:
+        return [c for c in cut(img, regions(img), CROP_SIDE) if teacher.person_score(c) < NO_PERSON]
+    return crops
 
 
 def clip_object_crops(clip: Clip, crops: Callable[[np.ndarray], list[np.ndarray]], writer: NegativeWriter,
-                      every: int = EVERY) -> None:
+                      min_side: float, every: int = EVERY) -> None:
     """``--animals`` (``--vehicles``, ``--peaks``) in one clip's person-free seconds."""
     group = clip.name.replace("/", "__").removesuffix(".mp4")
-    for n, t, img, _, _ in moving_frames(clip.path, 3.0):
+    for n, t, img, _, _ in moving_frames(clip.path, min_side):
         if n % every or clip.label_at(t, MARGIN_S) is not False:
             continue
         writer.write(group, f"{n:05d}", crops(img))
@@ -212,11 +200,11 @@ def main() -> None:
     if args.animals or args.vehicles or args.peaks:
         classes = VEHICLES if args.vehicles else ANIMALS
         crops: Callable[[np.ndarray], list[np.ndarray]] = (
-            PeakCrops(args.peaks, teacher, args.min_side) if args.peaks
+            peak_crops(StaticRegions(args.peaks, args.min_side), teacher) if args.peaks
             else lambda img: object_crops(img, teacher, args.min_side, classes))
         writer = NegativeWriter(out, GapModel(args.hard, 2, (CROP_SIDE, CROP_SIDE)) if args.hard else None)
         for clip in clips:
-            clip_object_crops(clip, crops, writer, 2 * EVERY if args.peaks else EVERY)
+            clip_object_crops(clip, crops, writer, args.min_side, 2 * EVERY if args.peaks else EVERY)
             print(clip.name, writer.counts, flush=True)
         for folder in args.images:
             photo_object_crops(Path(folder), crops, writer)

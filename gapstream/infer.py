@@ -16,7 +16,7 @@ from .gapmodel import GapModel
 from .meta import ModelMeta
 from .results import FrameRecord
 from .ring import EOS, Ring
-from .zoom import Zoom, ZoomSpec
+from .zoom import Zoom, ZoomSpec, person_scores
 
 
 def _next(ring: Ring, stop: Any, beat: Callable[[], None]) -> tuple[int, FrameRecord] | None:
@@ -178,7 +178,7 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
                          f"{(slot_h, slot_w, slot_c)}")
     if zoom is not None:
         # The static look centres crops on the whole frame's strongest person evidence.
-        scores = fmaps @ model.meta.dense_kernel[:, model.meta.person_index] if zoom.static_peaks else None
+        scores = person_scores(fmaps, model.meta) if zoom.static_peaks else None
         for i, (slot, rec) in enumerate(batch):
             rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w],
                                  None if scores is None else scores[i])

@@ -79,6 +79,18 @@ def peak_regions(scores: np.ndarray, width: int, height: int, side: int, n: int)
     return regions
 
 
+def person_scores(maps: np.ndarray, meta: ModelMeta) -> np.ndarray:
+    """Per-cell person evidence ``(..., h, w)`` of conv ``maps (..., h, w, C)``: the person CAM before
+    its ReLU, whose highest cells the static look centres its crops on."""
+    return maps @ meta.dense_kernel[:, meta.person_index]
+
+
+def static_regions(scores: np.ndarray, width: int, height: int, min_side: float, n: int) -> list[Box]:
+    """The static look's ``n`` regions: :func:`peak_regions` of the zoom's smallest crop size
+    (``height / min_side``, at most the frame's shorter side)."""
+    return peak_regions(scores, width, height, int(min(height / min_side, height, width)), n)
+
+
 def cut(frame: np.ndarray, regions: list[Box], side: int) -> np.ndarray:
     """The ``regions`` of an RGB ``frame``, each resized to ``side`` x ``side``: ``(K, side, side, 3)``."""
     return np.stack([cv2.resize(frame[y0:y1, x0:x1], (side, side), interpolation=cv2.INTER_AREA)
@@ -191,7 +203,7 @@ class Zoom:
         moving = len(found)
         if self.static_peaks and scores is not None:
             h, w = frame.shape[:2]
-            found += peak_regions(scores, w, h, int(min(h / self.cfg.min_side, h, w)), self.static_peaks)
+            found += static_regions(scores, w, h, self.cfg.min_side, self.static_peaks)
         if not found:
             self._last.pop(camera, None)
             return self._none
