@@ -271,3 +271,19 @@ def test_mean_recall_has_a_bootstrap_interval_over_the_clips() -> None:
     lo, hi = s["mean_recall_ci90"]
     assert f"mean recall 60.0 %, 90 % interval over the clips {100 * lo:.1f} %-{100 * hi:.1f} %" \
         in render_markdown(report)
+
+
+def test_clip_calibration_draws_run_time_scale_windows_from_every_clip(tmp_path: Path) -> None:
+    from gapstream.errors import ModelError
+    from gapstream.training.export import clip_calibration
+
+    make_grey_clips(tmp_path)  # two 128x72 val clips: 230 then 138, and 30 then 138
+    calib = clip_calibration([tmp_path], "val", (32, 48), long_side=96, num=8, seed=0)
+    assert calib.shape == (8, 32, 48, 3) and calib.dtype == np.uint8
+    levels = {int(v) for v in np.unique(calib)}
+    assert 230 in levels and 30 in levels  # both clips, each early and late
+    assert 138 in levels
+    small = clip_calibration([tmp_path], "val", (90, 160), long_side=96, num=2, seed=0)
+    assert small.shape == (2, 90, 160, 3)  # a frame smaller than the window is resized to it
+    with pytest.raises(ModelError, match="no train clips"):
+        clip_calibration([tmp_path], "train", (32, 48), long_side=96)

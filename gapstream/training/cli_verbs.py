@@ -175,6 +175,14 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, metavar="T",
                    help="CAM box threshold stored in the metadata (default: the paper's 0.2, until "
                         "eval --tune-threshold --write-meta tunes it)")
+    p.add_argument("--calib-clips", action="append", default=[], metavar="DIR",
+                   help="calibrate int8 on real frames of these labelled clips (repeatable; a folder with "
+                        "labels.json, split --calib-split) at the run time's scale, instead of the "
+                        "training images")
+    p.add_argument("--calib-split", default="train", choices=["train", "val"],
+                   help="which clips of --calib-clips (default: train; never eval)")
+    p.add_argument("--calib-long-side", type=int, default=640, metavar="PX",
+                   help="the run time's long side the calibration frames are scaled to (default 640)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir")
 
@@ -194,9 +202,18 @@ def export_main(args: argparse.Namespace) -> int:
         from .export import export_scene
 
         calib_path = Path(args.keras).with_name("calib.npy")
-        if "int8" in args.quantization and not calib_path.is_file():
-            raise GapstreamError(f"int8 export needs {calib_path} (written by gapstream train)")
-        calib = np.load(calib_path) if calib_path.is_file() else None
+        if args.calib_clips:
+            from .export import clip_calibration
+            from .fcn import scene_model_info
+
+            calib = clip_calibration(args.calib_clips, args.calib_split, scene_model_info(model)["input_hw"],
+                                     args.calib_long_side, args.num_calib, args.seed)
+            log.info("calibrating int8 on %d frames of %s clips", len(calib), args.calib_split)
+        elif "int8" in args.quantization and not calib_path.is_file():
+            raise GapstreamError(f"int8 export needs {calib_path} (written by gapstream train), "
+                                 "or --calib-clips")
+        else:
+            calib = np.load(calib_path) if calib_path.is_file() else None
         for q, p in export_scene(model, args.out, calib, tuple(args.quantization), threshold).items():
             print(f"{q}: {p} ({p.stat().st_size / 1e6:.2f} MB) + {p.with_suffix('.json').name}")
         return 0
@@ -275,6 +292,7 @@ def _write_report(out: str | None, stem: str, table: str, result: dict) -> None:
 
 def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     """``eval --clips/--images``: real footage through the run-time pipeline."""
+
     from dataclasses import replace
 
     from ..config import load_config

@@ -15,7 +15,7 @@ dense weights that turn the maps into a Class Activation Map.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,41 @@ def calibration_images(data_root: str | Path, input_size: int, num: int = 200, s
     paths = [split.paths[i] for i in idx]
     images, _, ok = load_images(paths, input_size, cache_dir or default_cache_dir())
     return images[ok]
+
+
+def clip_calibration(roots: Sequence[str | Path], split: str, input_hw: tuple[int, int], long_side: int,
+                     num: int = 200, seed: int = 0) -> np.ndarray:
+    """``num`` real frames of the labelled clips of ``split`` in ``roots`` as uint8 ``(num, h, w, 3)``
+    at the network's input ``input_hw``: each frame at the run time's scale (long side
+    ``long_side``, aspect kept), then a seeded window of ``input_hw`` (the whole frame, resized,
+    where it is smaller). The same number from every clip, evenly spaced in time.
+
+    The int8 activation ranges then come from what the run time feeds the model, rather than
+    from the composites it was trained on.
+    """
+    import cv2
+
+    from .clips import load_clips, sample_frames
+
+    clips = [c for root in roots for c in load_clips(root, split)]
+    if not clips:
+        raise ModelError(f"no {split} clips in {', '.join(map(str, roots))} to calibrate on")
+    rng = np.random.default_rng(seed)
+    per_clip = -(-num // len(clips))
+    h, w = input_hw
+    out: list[np.ndarray] = []
+    for clip in clips:
+        every_s = max(clip.duration, 1.0) / per_clip
+        frames = [f for f, _, _ in sample_frames(clip, every_s, margin=0.0, seed=seed)]
+        for frame in frames[:per_clip]:
+            fh, fw = frame.shape[:2]
+            s = long_side / max(fh, fw)
+            th, tw = max(h, round(fh * s)), max(w, round(fw * s))
+            big = cv2.resize(frame, (tw, th), interpolation=cv2.INTER_LINEAR)
+            y, x = int(rng.integers(0, th - h + 1)), int(rng.integers(0, tw - w + 1))
+            out.append(big[y:y + h, x:x + w])
+    pick = np.sort(rng.choice(len(out), min(num, len(out)), replace=False))
+    return np.stack([out[i] for i in pick])
 
 
 def _representative(images: np.ndarray) -> Any:

@@ -1,0 +1,101 @@
+"""How closely int8 files follow the float32 model on real frames (the model alone, no run time).
+
+Two int8 exports of one Keras model differ only in the frames their activation ranges were
+calibrated on. This runs every ``--every``-th frame of labelled clips (never the eval split)
+through the float32 reference and each int8 file at the run time's input size, and reports per
+file: the mean |p_int8 - p_float32|, the share of frames whose decision at 0.5 differs, and the
+frame recall on person seconds and false positives on empty ones at 0.5::
+
+    python benchmarks/quant_fidelity.py --reference models/gapstream_person_float32.tflite \\
+        --int8 models/gapstream_person_int8.tflite --int8 out/calib/gapstream_person_int8.tflite \\
+        --clips data/footage_target --clips data/footage_target_c --clips data/footage_extra --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gapstream.gapmodel import GapModel  # noqa: E402
+from gapstream.training.clips import load_clips  # noqa: E402
+
+
+def clip_frames(path: Path, every: int) -> list[tuple[np.ndarray, float]]:
+    """Every ``every``-th decoded RGB frame of a clip with its time in seconds."""
+    out = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for i, frame in enumerate(container.decode(stream)):
+            if i % every == 0:
+                out.append((frame.to_ndarray(format="rgb24"), float(frame.time or 0.0)))
+    return out
+
+
+def person_probs(path: str, frames: list[np.ndarray], long_side: int) -> np.ndarray:
+    """The model's person probability of each frame at the keep-aspect input of the run time."""
+    meta = GapModel(path).meta
+    size = meta.input_size_for(*frames[0].shape[:2], long_side)
+    model = GapModel(path, input_size=size)
+    probs = [model.predict(model.preprocess(f)[None])[0][0, meta.person_index] for f in frames]
+    return np.asarray(probs, np.float32)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reference", required=True, help="the float32 file")
+    ap.add_argument("--int8", action="append", required=True, help="an int8 file (repeatable)")
+    ap.add_argument("--clips", action="append", required=True, help="a folder with labels.json (repeatable)")
+    ap.add_argument("--split", default="val", choices=["train", "val"])
+    ap.add_argument("--every", type=int, default=5, help="every N-th frame (default 5)")
+    ap.add_argument("--long-side", type=int, default=640)
+    ap.add_argument("--out", help="write the per-clip numbers here as JSON")
+    args = ap.parse_args()
+
+    files = [args.reference, *args.int8]
+    rows: dict[str, dict] = {}
+    for root in args.clips:
+        for clip in load_clips(root, args.split):
+            got = clip_frames(clip.path, args.every)
+            labels = [clip.label_at(t) for _, t in got]
+            frames = [f for (f, _), lab in zip(got, labels) if lab is not None]
+            truth = np.array([lab for lab in labels if lab is not None], bool)
+            if not frames:
+                continue
+            rows[f"{Path(root).name}/{clip.path.name}"] = {
+                "person": truth.tolist(),
+                **{f: person_probs(f, frames, args.long_side).tolist() for f in files}}
+    ref = {k: np.asarray(v[args.reference]) for k, v in rows.items()}
+    print(f"{len(rows)} clips, {sum(len(v) for v in ref.values())} frames (every {args.every}th)")
+    print("| file | mean abs(p - p_float) | decisions differ | mean clip recall | worst empty clip FP |")
+    print("|---|---:|---:|---:|---:|")
+    summary = {}
+    for f in files:
+        diffs, flips, recalls, fps = [], [], [], []
+        for k, v in rows.items():
+            p, truth = np.asarray(v[f]), np.asarray(v["person"], bool)
+            diffs.append(np.abs(p - ref[k]))
+            flips.append((p >= 0.5) != (ref[k] >= 0.5))
+            if truth.any():
+                recalls.append(float((p[truth] >= 0.5).mean()))
+            if (~truth).any() and not truth.any():
+                fps.append(float((p[~truth] >= 0.5).mean()))
+        summary[f] = {"mean_abs_diff": float(np.concatenate(diffs).mean()),
+                      "flips": float(np.concatenate(flips).mean()),
+                      "mean_recall": float(np.mean(recalls)), "worst_empty_fp": max(fps, default=0.0)}
+        s = summary[f]
+        print(f"| {f} | {s['mean_abs_diff']:.4f} | {100 * s['flips']:.1f} % | {100 * s['mean_recall']:.1f} % "
+              f"| {100 * s['worst_empty_fp']:.1f} % |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"summary": summary, "clips": rows}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
