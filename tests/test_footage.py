@@ -94,6 +94,19 @@ def test_eval_clips_counts_recall_and_false_positives_exactly(bright: Path, tmp_
     assert s["frame_fp_rate"] == pytest.approx(3 / 30)
     table = render_markdown(report)
     assert "| people/walk.mp4 | eval | 30 | 20 | 80.0 % | 10 | 10.0 % |" in table
+    # Not a shipped person model: the run time did not zoom, and the report says so.
+    assert r["zoom"] is None and "Run time: the zoom off" in table
+
+
+def test_eval_report_names_the_crop_model_where_the_run_time_zooms(bright: Path) -> None:
+    from gapstream.paths import shipped_model
+    from gapstream.training.footage import zoom_model
+
+    assert zoom_model(shipped_model("int8"), PipelineConfig()) == "gapstream_zoomcrop_int8.tflite"
+    assert zoom_model(bright, PipelineConfig()) is None
+    on = load_config(None, {"zoom.enabled": True, "zoom.model": "/x/crops.tflite"})
+    assert zoom_model(bright, on) == "crops.tflite"
+    assert zoom_model(shipped_model("float32"), load_config(None, {"zoom.enabled": False})) is None
 
 
 def test_eval_image_folders(bright: Path, tmp_path: Path) -> None:

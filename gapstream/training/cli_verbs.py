@@ -293,11 +293,8 @@ def _write_report(out: str | None, stem: str, table: str, result: dict) -> None:
 def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     """``eval --clips/--images``: real footage through the run-time pipeline."""
 
-    from dataclasses import replace
-
     from ..config import load_config
-    from ..pipeline import zoom_on
-    from .footage import evaluate_footage, render_markdown
+    from .footage import evaluate_footage, render_markdown, zoom_model
 
     folders = _image_folders(args.images)
     tune = args.tune_decision
@@ -307,7 +304,7 @@ def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     if tune is not None and not 0 <= tune < 1:
         raise GapstreamError("--tune-decision takes a false-positive rate between 0 and 1, e.g. 0.01")
     cfg = load_config(args.config)
-    zooms = any(zoom_on(replace(cfg, model=replace(cfg.model, path=str(m)))) for m in models)
+    zooms = any(zoom_model(m, cfg) for m in models)
     if tune is not None and args.write_meta and zooms:
         # With the zoom on, the tuned threshold is the zoomed frames': it belongs to the crop model.
         raise GapstreamError("--write-meta with the zoom on would store the zoomed frames' threshold "

@@ -146,6 +146,18 @@ def model_labels(models: list[Path]) -> list[str]:
     return [str(m) if names.count(m.name) > 1 else m.name for m in models]
 
 
+def zoom_model(model: Path, config: PipelineConfig) -> str | None:
+    """The crop model's file name where the run time zooms with ``model`` as its whole-frame model,
+    else None: by default only a shipped person model zooms (:func:`pipeline.zoom_on`), so a
+    candidate is compared without the zoom unless the config turns it on."""
+    from ..paths import DEFAULT_ZOOM_MODEL
+    from ..pipeline import zoom_on
+
+    if not zoom_on(replace(config, model=replace(config.model, path=str(model)))):
+        return None
+    return Path(config.zoom.model or DEFAULT_ZOOM_MODEL).name
+
+
 def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str | Path] | None = None,
                      split: str = "eval", images: list[tuple[Path, bool]] | None = None,
                      config: PipelineConfig | None = None, margin: float = 0.0,
@@ -167,6 +179,7 @@ def evaluate_footage(models: list[Path], clips_root: str | Path | Sequence[str |
         folder_scores = [score_images(folder, person, model, cfg) for folder, person in images or []]
         report["models"][label] = {
             "path": str(model),
+            "zoom": zoom_model(model, cfg),
             "clips": [s.to_json() for s in scores],
             "clips_summary": summary(scores),
             "images": [s.to_json() for s in folder_scores],
@@ -186,7 +199,12 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Real footage: {report['clips_root'] or 'image folders'}"
              + (f" (split {report['split']})" if report["split"] else ""), ""]
     for name, r in report["models"].items():
-        lines += [f"## {name}", "", "| clip / folder | split | frames | person frames | recall | "
+        zoom = r.get("zoom")
+        lines += [f"## {name}", "",
+                  f"Run time: the zoom on, crop model {zoom}." if zoom else
+                  "Run time: the zoom off (by default it runs only with a shipped person model; "
+                  "`zoom.enabled: true` turns it on).", "",
+                  "| clip / folder | split | frames | person frames | recall | "
                   "empty frames | false positives |", "|---|---|---:|---:|---:|---:|---:|"]
         for s in r["clips"] + r["images"]:
             lines.append(f"| {s['name']} | {s['split']} | {s['frames']} | {s['person_frames']} | "
