@@ -22,7 +22,8 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gapstream.gapmodel import GapModel  # noqa: E402
+from pooling import AtAnySize  # noqa: E402
+
 from gapstream.training.clips import load_clips  # noqa: E402
 
 
@@ -38,15 +39,6 @@ def clip_frames(path: Path, every: int) -> list[tuple[np.ndarray, float]]:
     return out
 
 
-def person_probs(path: str, frames: list[np.ndarray], long_side: int) -> np.ndarray:
-    """The model's person probability of each frame at the keep-aspect input of the run time."""
-    meta = GapModel(path).meta
-    size = meta.input_size_for(*frames[0].shape[:2], long_side)
-    model = GapModel(path, input_size=size)
-    probs = [model.predict(model.preprocess(f)[None])[0][0, meta.person_index] for f in frames]
-    return np.asarray(probs, np.float32)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reference", required=True, help="the float32 file")
@@ -59,6 +51,7 @@ def main() -> int:
     args = ap.parse_args()
 
     files = [args.reference, *args.int8]
+    models = {f: AtAnySize(Path(f)) for f in files}  # one interpreter per file and input size, for all clips
     rows: dict[str, dict] = {}
     for root in args.clips:
         for clip in load_clips(root, args.split):
@@ -70,7 +63,7 @@ def main() -> int:
                 continue
             rows[f"{Path(root).name}/{clip.path.name}"] = {
                 "person": truth.tolist(),
-                **{f: person_probs(f, frames, args.long_side).tolist() for f in files}}
+                **{f: [m.person_prob(frame, args.long_side) for frame in frames] for f, m in models.items()}}
     ref = {k: np.asarray(v[args.reference]) for k, v in rows.items()}
     print(f"{len(rows)} clips, {sum(len(v) for v in ref.values())} frames (every {args.every}th)")
     print("| file | mean abs(p - p_float) | decisions differ | mean clip recall | worst empty clip FP |")

@@ -292,7 +292,6 @@ def _write_report(out: str | None, stem: str, table: str, result: dict) -> None:
 
 def footage_main(args: argparse.Namespace, models: list[Path]) -> int:
     """``eval --clips/--images``: real footage through the run-time pipeline."""
-
     from ..config import load_config
     from .footage import evaluate_footage, render_markdown, zoom_model
 
