@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -27,16 +28,14 @@ from pooling import AtAnySize  # noqa: E402
 from gapstream.training.clips import load_clips  # noqa: E402
 
 
-def clip_frames(path: Path, every: int) -> list[tuple[np.ndarray, float]]:
-    """Every ``every``-th decoded RGB frame of a clip with its time in seconds."""
-    out = []
+def clip_frames(path: Path, every: int) -> Iterator[tuple[np.ndarray, float]]:
+    """Every ``every``-th decoded RGB frame of a clip with its time in seconds, one at a time."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for i, frame in enumerate(container.decode(stream)):
             if i % every == 0:
-                out.append((frame.to_ndarray(format="rgb24"), float(frame.time or 0.0)))
-    return out
+                yield frame.to_ndarray(format="rgb24"), float(frame.time or 0.0)
 
 
 def main() -> int:
@@ -55,15 +54,18 @@ def main() -> int:
     rows: dict[str, dict] = {}
     for root in args.clips:
         for clip in load_clips(root, args.split):
-            got = clip_frames(clip.path, args.every)
-            labels = [clip.label_at(t) for _, t in got]
-            frames = [f for (f, _), lab in zip(got, labels) if lab is not None]
-            truth = np.array([lab for lab in labels if lab is not None], bool)
-            if not frames:
-                continue
-            rows[f"{Path(root).name}/{clip.path.name}"] = {
-                "person": truth.tolist(),
-                **{f: [m.person_prob(frame, args.long_side) for frame in frames] for f, m in models.items()}}
+            # scored as decoded: a long 720p clip's sampled frames are not all held at once
+            truth: list[bool] = []
+            probs: dict[str, list[float]] = {f: [] for f in files}
+            for frame, t in clip_frames(clip.path, args.every):
+                label = clip.label_at(t)
+                if label is None:
+                    continue
+                truth.append(label)
+                for f, m in models.items():
+                    probs[f].append(m.person_prob(frame, args.long_side))
+            if truth:
+                rows[f"{Path(root).name}/{clip.path.name}"] = {"person": truth, **probs}
     ref = {k: np.asarray(v[args.reference]) for k, v in rows.items()}
     print(f"{len(rows)} clips, {sum(len(v) for v in ref.values())} frames (every {args.every}th)")
     print("| file | mean abs(p - p_float) | decisions differ | mean clip recall | worst empty clip FP |")
