@@ -55,7 +55,7 @@ from gapstream.training.footage import summary  # noqa: E402
 from gapstream.zones import masked_probs  # noqa: E402
 from gapstream.zoom import Box, Regions, ZoomSpec, cut  # noqa: E402
 
-CROP_SIDE = 256
+CROP_SIDE = ZoomConfig().input_size  # the run time's crop input, so that screens and crop data match it
 
 
 Moving = tuple[int, float, np.ndarray, list[Box], np.ndarray]

@@ -54,8 +54,14 @@ def crop_box(blob: tuple[float, float, float, float], scale: float, width: int, 
     at least ``height / min_side``, at most the frame's shorter side, shifted inside the frame."""
     x0, y0, x1, y1 = (v * scale for v in blob)
     side = min(max(2 * max(x1 - x0, y1 - y0), height / min_side), height, width)
-    left = min(max((x0 + x1 - side) / 2, 0), width - side)
-    top = min(max((y0 + y1 - side) / 2, 0), height - side)
+    return square_region((x0 + x1) / 2, (y0 + y1) / 2, side, width, height)
+
+
+def square_region(x: float, y: float, side: float, width: int, height: int) -> Box:
+    """The ``side`` px square centred on ``(x, y)``, shifted inside a ``width`` x ``height`` frame
+    (``side`` at most its shorter side), in whole pixels: the one rounding every zoom crop uses."""
+    left = min(max(x - side / 2, 0), width - side)
+    top = min(max(y - side / 2, 0), height - side)
     s, left_i, top_i = round(side), round(left), round(top)
     return left_i, top_i, left_i + s, top_i + s
 
@@ -71,9 +77,7 @@ def peak_regions(scores: np.ndarray, width: int, height: int, side: int, n: int)
         x, y = (cx + 0.5) * width / gw, (cy + 0.5) * height / gh
         if any(x0 <= x < x1 and y0 <= y < y1 for x0, y0, x1, y1 in regions):
             continue
-        left = int(min(max(x - side / 2, 0), width - side))
-        top = int(min(max(y - side / 2, 0), height - side))
-        regions.append((left, top, left + side, top + side))
+        regions.append(square_region(x, y, side, width, height))
         if len(regions) == n:
             break
     return regions

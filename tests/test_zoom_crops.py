@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gapstream.paths import ROOT
-from gapstream.zoom import peak_regions
+from gapstream.zoom import crop_box, peak_regions
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from zoom_crops import (  # noqa: E402
@@ -113,3 +113,14 @@ def test_peak_regions_centre_crops_on_the_highest_cells_and_skip_their_neighbour
     assert boxes[1] == (520, 240, 640, 360)  # cell (7, 14): centre (580, 300), kept inside the frame
     assert all(x1 - x0 == y1 - y0 == 120 for x0, y0, x1, y1 in boxes)
     assert len(peak_regions(scores, 640, 360, 120, 1)) == 1
+
+
+def test_static_and_motion_crops_round_alike() -> None:
+    # A 7x7 grid over a 100x100 frame puts cell centres on fractional pixels (cell (3, 3): 50.0,
+    # cell (0, 0): 7.14...); a motion blob with the same centre and side gives the same square.
+    scores = np.zeros((7, 7), np.float32)
+    scores[1, 2] = 1.0  # centre (35.71, 21.43)
+    (box,) = peak_regions(scores, 100, 100, 33, 1)
+    x, y = 2.5 * 100 / 7, 1.5 * 100 / 7
+    assert box == crop_box((x - 8.25, y - 8.25, x + 8.25, y + 8.25), 1.0, 100, 100, 100 / 33)
+    assert box == (19, 5, 52, 38)  # round(19.21), round(4.93): truncation would give (19, 4)
