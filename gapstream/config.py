@@ -196,6 +196,9 @@ class ZoomConfig:
     # model's own (its metadata's zoom_static_peaks and zoom_static_threshold), else off.
     static_peaks: int | None = checked(None, at_least(0))
     static_threshold: float | None = checked(None, between(0, 1))
+    # A motion crop counts only when its person CAM's peak (cells >= half its maximum) touches the
+    # blobs that move in this frame (stop 27, rule 27a).
+    peak_on_motion: bool = False
 
 
 @dataclass

@@ -25,7 +25,7 @@ from .config import MotionConfig, PostConfig, ZoomConfig
 from .detections import Detections
 from .gapmodel import GapModel
 from .meta import ModelMeta
-from .motion import Background
+from .motion import Background, peak_moved
 from .zones import Polygon, coverage, masked_probs
 
 MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long side of 640
@@ -33,12 +33,17 @@ MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long sid
 Box = tuple[int, int, int, int]
 
 
+def blob_mask(moving: np.ndarray) -> np.ndarray:
+    """The 0/1 uint8 mask whose connected parts are the blobs: ``moving`` opened (sensor noise
+    gone) and dilated (one person's parts joined)."""
+    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    return cv2.dilate(m, np.ones((5, 5), np.uint8))
+
+
 def blob_stats(moving: np.ndarray, min_area: int) -> list[tuple[int, int, int, int, int]]:
     """Every blob of a 0/1 uint8 mask of at least ``min_area`` pixels, the largest first: its box
     ``(x0, y0, x1, y1)`` in mask pixels and its area."""
-    m = cv2.morphologyEx(moving, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))  # sensor noise
-    m = cv2.dilate(m, np.ones((5, 5), np.uint8))  # one person's parts into one blob
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(blob_mask(moving), connectivity=8)
     blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
     return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs]
 
@@ -93,6 +98,19 @@ def static_regions(scores: np.ndarray, width: int, height: int, min_side: float,
     """The static look's ``n`` regions: :func:`peak_regions` of the zoom's smallest crop size
     (``height / min_side``, at most the frame's shorter side)."""
     return peak_regions(scores, width, height, int(min(height / min_side, height, width)), n)
+
+
+def moved_cells(mask: np.ndarray, region: Box, width: int, grid: tuple[int, int]) -> np.ndarray:
+    """Which cells of a crop's ``grid`` (h, w) hold any pixel of a 0/1 motion ``mask`` (at
+    ``MASK_WIDTH`` px wide, of a frame ``width`` px wide) inside the crop's frame ``region``: 1.0 or 0.0."""
+    s = mask.shape[1] / width
+    x0, y0, x1, y1 = region
+    top, left = int(y0 * s), int(x0 * s)
+    part = mask[top: max(top + 1, round(y1 * s)), left: max(left + 1, round(x1 * s))]
+    if part.size == 0:
+        return np.zeros(grid, np.float32)
+    share = cv2.resize(part.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    return (share > 0).astype(np.float32)
 
 
 def cut(frame: np.ndarray, regions: list[Box], side: int) -> np.ndarray:
@@ -223,6 +241,11 @@ class Zoom:
         static = person[moving:]
         static[static < self.static_threshold] = 0.0  # a still thing counts only when the crop model is sure
         cams = cam_batch(maps, meta.dense_kernel, np.full(len(found), meta.person_index))
+        if self.cfg.peak_on_motion:  # a parked car beside what moved is not what moved
+            blobs = blob_mask(self._regions[camera].moving.astype(np.uint8))
+            for k in range(moving):
+                if not peak_moved(cams[k], moved_cells(blobs, found[k], frame.shape[1], cams.shape[1:3])):
+                    person[k] = 0.0
         look = ZoomLook(np.array(found, np.int32), person, cams)
         self._last[camera] = (1, look)
         return look

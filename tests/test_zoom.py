@@ -620,3 +620,26 @@ def test_the_static_look_finds_a_square_that_never_moves(bright: Path, tmp_path:
                                                                    "zoom.static_peaks": 0}))
     with pytest.raises(ConfigError, match="zoom.static_threshold"):
         load_config(None, {"zoom.static_threshold": 1.5})
+
+
+def test_peak_on_motion_drops_a_crop_whose_person_is_the_still_thing_beside_what_moved(
+        bright: Path, jumping: tuple[Path, list], tmp_path: Path) -> None:
+    """A still white square (a parked car) beside a small dark square that moves: the crop cut around
+    the dark square is bright enough to be a "person", but its CAM peak is on the still square, so
+    ``zoom.peak_on_motion`` drops it; a white square that moves itself is still found."""
+    frames = []
+    for i in range(16):
+        img = np.full((180, 320, 3), BG, np.uint8)
+        img[70:110, 45:85] = 255  # there from the first frame: part of the background
+        if i >= 3:
+            y = 58 + 4 * (i % 2)
+            img[y : y + 16, 20:36] = 0
+        frames.append(img)
+    video = make_video_frames(tmp_path / "parked.mp4", frames)
+    base = {"zoom.enabled": True, "zoom.min_side": 2.0, "zoom.input_size": 128}
+    plain = run(bright, video, **base)
+    assert all(p for p, _, _ in plain[4:]) and not any(p for p, _, _ in plain[:3])
+    assert not any(p for p, _, _ in run(bright, video, **base, **{"zoom.peak_on_motion": True}))
+    moving, spots = jumping
+    found = run(bright, moving, **{"zoom.enabled": True, "zoom.peak_on_motion": True})
+    assert all(p for p, _, _ in found[3:]) and len(found) == len(spots)
