@@ -154,13 +154,19 @@ def clip_object_crops(clip: Clip, crops: Callable[[np.ndarray], list[np.ndarray]
         writer.write(group, f"{n:05d}", crops(img))
 
 
+def photo_group(folder: Path) -> str:
+    """The crops' group (sub-folder) for a photo folder: its name, with its parent's in front when the
+    name only says what the label already does (INRIA's ``Train/neg`` -> ``Train__neg``)."""
+    return f"{folder.parent.name}__{folder.name}" if folder.name in ("neg", "pos") else folder.name
+
+
 def photo_object_crops(folder: Path, crops: Callable[[np.ndarray], list[np.ndarray]],
                        writer: NegativeWriter) -> None:
     """``--animals`` (``--vehicles``, ``--peaks``) in every photo of ``folder``."""
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
         img = cv2.imread(str(path))
         if img is not None:
-            writer.write(folder.name, path.stem, crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+            writer.write(photo_group(folder), path.stem, crops(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
 
 
 def clip_box_crops(clip: Clip, teacher: YoloTeacher, out: Path, min_side: float) -> dict[str, int]:

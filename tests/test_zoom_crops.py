@@ -22,6 +22,7 @@ from zoom_crops import (  # noqa: E402
     NegativeWriter,
     box_crops,
     object_crops,
+    photo_group,
     photo_object_crops,
 )
 
@@ -124,3 +125,8 @@ def test_static_and_motion_crops_round_alike() -> None:
     x, y = 2.5 * 100 / 7, 1.5 * 100 / 7
     assert box == crop_box((x - 8.25, y - 8.25, x + 8.25, y + 8.25), 1.0, 100, 100, 100 / 33)
     assert box == (19, 5, 52, 38)  # round(19.21), round(4.93): truncation would give (19, 4)
+
+
+def test_photo_groups_name_their_source_not_just_the_label() -> None:
+    assert photo_group(Path("../shared/data/INRIAPerson/Train/neg")) == "Train__neg"
+    assert photo_group(Path("data/vehicle_photos/highway_tidar")) == "highway_tidar"
