@@ -164,8 +164,10 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     ``zoom``, each frame's crops are looked at too, in order, and recorded in ``rec.zoom``.
     """
     t0 = time.monotonic()
-    for i, (slot, rec) in enumerate(batch):
-        model.preprocess(rings[i].view(slot)["frame"][: rec.h, : rec.w], out=buf[i])
+    frames = [rings[i].view(slot)["frame"][: rec.h, : rec.w] for i, (slot, rec) in enumerate(batch)]
+    motion = zoom.prepare_batch([(rec.camera, f) for (_, rec), f in zip(batch, frames)]) if zoom else None
+    for i, frame in enumerate(frames):
+        model.preprocess(frame, out=buf[i])
     probs, fmaps = model.predict(buf[: len(batch)])
     mh, mw, mc = fmaps.shape[1:]
     expected = model.meta.maps_shape(model.input_size)
@@ -176,12 +178,11 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     if mh > slot_h or mw > slot_w or mc != slot_c:  # a planning error, not the model's
         raise ModelError(f"{model_path}: conv maps {expected} do not fit the maps slots "
                          f"{(slot_h, slot_w, slot_c)}")
-    if zoom is not None:
+    if zoom is not None and motion is not None:
         # The static look centres crops on the whole frame's strongest person evidence.
         scores = person_scores(fmaps, model.meta) if zoom.static_peaks else None
-        for i, (slot, rec) in enumerate(batch):
-            rec.zoom = zoom.look(rec.camera, rings[i].view(slot)["frame"][: rec.h, : rec.w],
-                                 None if scores is None else scores[i])
+        for i, (cut, (_, rec)) in enumerate(zip(motion.result(), batch)):
+            rec.zoom = zoom.look(rec.camera, frames[i], None if scores is None else scores[i], cut)
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)

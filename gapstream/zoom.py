@@ -15,6 +15,7 @@ Screened offline by ``benchmarks/zoom.py`` (stops 17 and 18).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import cv2
@@ -180,6 +181,17 @@ class ZoomLook:
 
 
 @dataclass(frozen=True)
+class MotionCrops:
+    """One frame's motion crops, found and cut before the crop model runs: ``regions`` in frame
+    pixels, ``crops (K, s, s, 3)`` (None without regions) and, for ``zoom.peak_on_motion``, the
+    frame's :func:`blob_mask`."""
+
+    regions: list[Box]
+    crops: np.ndarray | None
+    blobs: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class ZoomSpec:
     """What the inference process needs to build its :class:`Zoom` (interpreters do not pickle)."""
 
@@ -212,28 +224,55 @@ class Zoom:
         grid = self.model.meta.maps_shape(self.model.input_size)[:2]
         self._none = ZoomLook(np.zeros((0, 4), np.int32), np.zeros(0, np.float32),
                               np.zeros((0, *grid), np.float32))
+        # Finding and cutting the motion crops needs only the frames, and OpenCV lets go of the GIL,
+        # so the inference stage does it here while the whole-frame network runs (prepare_batch).
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="gapstream-zoom")
 
-    def look(self, camera: int, frame: np.ndarray, scores: np.ndarray | None = None) -> ZoomLook | None:
-        """The crops of camera ``camera``'s next ``frame`` (RGB, full size) through the crop model;
-        None for an image folder. ``scores``: the whole frame's per-cell person scores ``(h, w)``,
-        whose highest cells the static look's crops centre on (``static_peaks``)."""
+    def prepare(self, camera: int, frame: np.ndarray) -> MotionCrops | None:
+        """Camera ``camera``'s next ``frame`` (RGB, full size): its motion regions, cut; None for an
+        image folder. Called once per frame, in order, before :meth:`look` of that frame."""
         if camera in self.stills:
             return None
         if camera not in self._regions:
             self._regions[camera] = Regions(self.cfg, self.motion)
-        found = self._regions[camera].find(frame)
+        regions = self._regions[camera]
+        found = regions.find(frame)
+        if not found:
+            return MotionCrops(found, None)
+        blobs = blob_mask(regions.moving.astype(np.uint8)) if self.cfg.peak_on_motion else None
+        return MotionCrops(found, cut(frame, found, self.cfg.input_size), blobs)
+
+    def prepare_batch(self, frames: list[tuple[int, np.ndarray]]) -> Future[list[MotionCrops | None]]:
+        """:meth:`prepare` of each ``(camera, frame)`` in order, on the helper thread."""
+        return self._helper.submit(lambda: [self.prepare(camera, frame) for camera, frame in frames])
+
+    def look(self, camera: int, frame: np.ndarray, scores: np.ndarray | None = None,
+             motion: MotionCrops | None = None) -> ZoomLook | None:
+        """The crops of camera ``camera``'s next ``frame`` (RGB, full size) through the crop model;
+        None for an image folder. ``scores``: the whole frame's per-cell person scores ``(h, w)``,
+        whose highest cells the static look's crops centre on (``static_peaks``). ``motion``: this
+        frame's :meth:`prepare`, if already made."""
+        if camera in self.stills:
+            return None
+        motion = motion or self.prepare(camera, frame)
+        assert motion is not None
+        found, crops = list(motion.regions), motion.crops
         moving = len(found)
         if self.static_peaks and scores is not None:
             h, w = frame.shape[:2]
-            found += static_regions(scores, w, h, self.cfg.min_side, self.static_peaks)
-        if not found:
+            static = static_regions(scores, w, h, self.cfg.min_side, self.static_peaks)
+            found += static
+            if static:
+                still = cut(frame, static, self.cfg.input_size)
+                crops = still if crops is None else np.concatenate([crops, still])
+        if crops is None:
             self._last.pop(camera, None)
             return self._none
         age, last = self._last.get(camera, (0, self._none))
         if 0 < age < self.cfg.every:  # between two runs of the crop model (zoom.every)
             self._last[camera] = (age + 1, last)
             return replace(last, ran=False)
-        probs, maps = self.model.predict(cut(frame, found, self.cfg.input_size))
+        probs, maps = self.model.predict(crops)
         meta = self.model.meta
         person = probs[:, meta.person_index].astype(np.float32)
         if camera < len(self.masks) and self.masks[camera]:  # what is masked is never a person
@@ -241,10 +280,10 @@ class Zoom:
         static = person[moving:]
         static[static < self.static_threshold] = 0.0  # a still thing counts only when the crop model is sure
         cams = cam_batch(maps, meta.dense_kernel, np.full(len(found), meta.person_index))
-        if self.cfg.peak_on_motion:  # a parked car beside what moved is not what moved
-            blobs = blob_mask(self._regions[camera].moving.astype(np.uint8))
+        if motion.blobs is not None:  # zoom.peak_on_motion: a parked car beside what moved is not what moved
+            grid = cams.shape[1:3]
             for k in range(moving):
-                if not peak_moved(cams[k], moved_cells(blobs, found[k], frame.shape[1], cams.shape[1:3])):
+                if not peak_moved(cams[k], moved_cells(motion.blobs, found[k], frame.shape[1], grid)):
                     person[k] = 0.0
         look = ZoomLook(np.array(found, np.int32), person, cams)
         self._last[camera] = (1, look)

@@ -643,3 +643,30 @@ def test_peak_on_motion_drops_a_crop_whose_person_is_the_still_thing_beside_what
     moving, spots = jumping
     found = run(bright, moving, **{"zoom.enabled": True, "zoom.peak_on_motion": True})
     assert all(p for p, _, _ in found[3:]) and len(found) == len(spots)
+
+
+@pytest.mark.parametrize("peak_on_motion", [False, True])
+def test_crops_cut_ahead_on_the_helper_thread_look_the_same(bright: Path, jumping: tuple[Path, list],
+                                                            peak_on_motion: bool) -> None:
+    """The inference stage finds and cuts each batch's motion crops on the zoom's helper thread while
+    the whole-frame network runs; the looks are those of finding and cutting in :meth:`Zoom.look`."""
+    import av
+
+    from gapstream.zoom import Zoom
+
+    video, _ = jumping
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    cfg = ZoomConfig(min_side=100.0, input_size=64, peak_on_motion=peak_on_motion)
+    motion = MotionConfig(warmup_frames=3)
+    inline, ahead = Zoom(cfg, motion, str(bright), 1), Zoom(cfg, motion, str(bright), 1)
+    looks = [inline.look(0, f) for f in frames]
+    cut_ahead = [m for i in range(0, len(frames), 4)
+                 for m in ahead.prepare_batch([(0, f) for f in frames[i : i + 4]]).result()]
+    assert sum(bool(m and m.regions) for m in cut_ahead) == len(frames) - 3
+    for frame, look, m in zip(frames, looks, cut_ahead):
+        other = ahead.look(0, frame, None, m)
+        assert look is not None and other is not None
+        assert np.array_equal(look.regions, other.regions) and np.array_equal(look.probs, other.probs)
+        assert np.array_equal(look.cams, other.cams)
+    assert any(look is not None and look.prob >= 0.5 for look in looks)
