@@ -16,8 +16,15 @@ import numpy as np
 
 from .config import MotionConfig
 
-#: Background pixels per map cell along each side (a 40x23 grid -> a 320x184 background).
-PIXELS_PER_CELL = 8
+#: The width of the motion background and mask (the zoom's and the gate's): a fourth of a 1280-px
+#: frame, so that common frame sizes shrink to it by a whole number, OpenCV's fast INTER_AREA path.
+MASK_WIDTH = 320
+
+
+def mask_size(height: int, width: int) -> tuple[int, int]:
+    """The motion mask's ``(width, height)`` for a ``width`` x ``height`` frame: ``MASK_WIDTH`` wide,
+    the frame's aspect."""
+    return MASK_WIDTH, max(1, round(height * MASK_WIDTH / width))
 
 
 class Background:
@@ -53,7 +60,7 @@ class MotionGate:
     def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int) -> np.ndarray | None:
         """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
         None while the background is still being learnt (the first ``warmup_frames``)."""
-        moving = self._background.moving(frame, (grid_w * PIXELS_PER_CELL, grid_h * PIXELS_PER_CELL))
+        moving = self._background.moving(frame, mask_size(*frame.shape[:2]))
         if self._last is None or self._last.shape != (grid_h, grid_w):  # the background restarted too
             self._last = np.full((grid_h, grid_w), -np.inf)
         share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)

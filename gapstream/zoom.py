@@ -26,10 +26,8 @@ from .config import MotionConfig, PostConfig, ZoomConfig
 from .detections import Detections
 from .gapmodel import GapModel
 from .meta import ModelMeta
-from .motion import Background, peak_moved
+from .motion import MASK_WIDTH, Background, mask_size, peak_moved
 from .zones import Polygon, coverage, masked_probs
-
-MASK_WIDTH = 320  # the motion mask's width: the gate's background at a long side of 640
 
 Box = tuple[int, int, int, int]
 
@@ -150,7 +148,7 @@ class Regions:
         background is still being learnt (again after the frame size changes, as a stream that
         reconnects at another resolution does: the background starts afresh then)."""
         h, w = frame.shape[:2]
-        moving = self._background.moving(frame, (MASK_WIDTH, max(1, round(h * MASK_WIDTH / w))))
+        moving = self._background.moving(frame, mask_size(h, w))
         self.moving = moving
         if self._background.frames <= self.warmup:
             return []
