@@ -165,7 +165,8 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     """
     t0 = time.monotonic()
     frames = [rings[i].view(slot)["frame"][: rec.h, : rec.w] for i, (slot, rec) in enumerate(batch)]
-    motion = zoom.prepare_batch([(rec.camera, f) for (_, rec), f in zip(batch, frames)]) if zoom else None
+    cameras = [rec.camera for _, rec in batch]
+    motion = None if zoom is None else zoom.prepare_batch(list(zip(cameras, frames)))
     for i, frame in enumerate(frames):
         model.preprocess(frame, out=buf[i])
     probs, fmaps = model.predict(buf[: len(batch)])

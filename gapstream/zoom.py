@@ -39,17 +39,20 @@ def blob_mask(moving: np.ndarray) -> np.ndarray:
     return cv2.dilate(m, np.ones((5, 5), np.uint8))
 
 
-def blob_stats(moving: np.ndarray, min_area: int) -> list[tuple[int, int, int, int, int]]:
+def blob_stats(moving: np.ndarray, min_area: int, blobs: np.ndarray | None = None
+               ) -> list[tuple[int, int, int, int, int]]:
     """Every blob of a 0/1 uint8 mask of at least ``min_area`` pixels, the largest first: its box
-    ``(x0, y0, x1, y1)`` in mask pixels and its area."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(blob_mask(moving), connectivity=8)
-    blobs = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
-    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in blobs]
+    ``(x0, y0, x1, y1)`` in mask pixels and its area. ``blobs``: the mask's :func:`blob_mask`, if
+    already made."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(blob_mask(moving) if blobs is None else blobs,
+                                                      connectivity=8)
+    kept = sorted((stats[i] for i in range(1, n) if stats[i, 4] >= min_area), key=lambda s: -s[4])
+    return [(int(s[0]), int(s[1]), int(s[0] + s[2]), int(s[1] + s[3]), int(s[4])) for s in kept]
 
 
-def moving_blobs(moving: np.ndarray, k: int, min_area: int) -> list[Box]:
+def moving_blobs(moving: np.ndarray, k: int, min_area: int, blobs: np.ndarray | None = None) -> list[Box]:
     """Boxes ``(x0, y0, x1, y1)`` in mask pixels of the ``k`` largest blobs of a 0/1 uint8 mask."""
-    return [b[:4] for b in blob_stats(moving, min_area)[:k]]
+    return [b[:4] for b in blob_stats(moving, min_area, blobs)[:k]]
 
 
 def crop_box(blob: tuple[float, float, float, float], scale: float, width: int, height: int,
@@ -142,6 +145,7 @@ class Regions:
         self.cfg, self.warmup = cfg, motion.warmup_frames
         self._background = Background(motion.threshold, motion.background_alpha)
         self.moving = np.zeros((0, 0), np.float32)  # the last frame's mask, MASK_WIDTH px wide
+        self.blobs = np.zeros((0, 0), np.uint8)  # its blob_mask (once the background has formed)
 
     def find(self, frame: np.ndarray) -> list[Box]:
         """The square regions of ``frame`` (RGB) around its largest moving blobs; none while the
@@ -152,8 +156,10 @@ class Regions:
         self.moving = moving
         if self._background.frames <= self.warmup:
             return []
-        blobs = moving_blobs(moving.astype(np.uint8), self.cfg.crops, self.cfg.min_area)
-        return [crop_box(b, w / MASK_WIDTH, w, h, self.cfg.min_side) for b in blobs]
+        moving_u8 = moving.astype(np.uint8)
+        self.blobs = blob_mask(moving_u8)
+        boxes = moving_blobs(moving_u8, self.cfg.crops, self.cfg.min_area, self.blobs)
+        return [crop_box(b, w / MASK_WIDTH, w, h, self.cfg.min_side) for b in boxes]
 
 
 @dataclass(frozen=True)
@@ -237,7 +243,7 @@ class Zoom:
         found = regions.find(frame)
         if not found:
             return MotionCrops(found, None)
-        blobs = blob_mask(regions.moving.astype(np.uint8)) if self.cfg.peak_on_motion else None
+        blobs = regions.blobs if self.cfg.peak_on_motion else None
         return MotionCrops(found, cut(frame, found, self.cfg.input_size), blobs)
 
     def prepare_batch(self, frames: list[tuple[int, np.ndarray]]) -> Future[list[MotionCrops | None]]:
