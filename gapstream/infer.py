@@ -166,12 +166,12 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     t0 = time.monotonic()
     frames = [rings[i].view(slot)["frame"][: rec.h, : rec.w] for i, (slot, rec) in enumerate(batch)]
     cameras = [rec.camera for _, rec in batch]
-    motion = None if zoom is None else zoom.prepare_batch(list(zip(cameras, frames)))
+    expected = model.meta.maps_shape(model.input_size)
+    motion = None if zoom is None else zoom.prepare_batch(list(zip(cameras, frames)), expected[:2])
     for i, frame in enumerate(frames):
         model.preprocess(frame, out=buf[i])
     probs, fmaps = model.predict(buf[: len(batch)])
     mh, mw, mc = fmaps.shape[1:]
-    expected = model.meta.maps_shape(model.input_size)
     slot_h, slot_w, slot_c = maps.view(0)["maps"].shape
     if (mh, mw, mc) != expected:
         raise ModelError(f"{model_path}: conv maps {fmaps.shape[1:]} at input {model.input_size} differ "
@@ -182,8 +182,9 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     if zoom is not None and motion is not None:
         # The static look centres crops on the whole frame's strongest person evidence.
         scores = person_scores(fmaps, model.meta) if zoom.static_peaks else None
-        for i, (cut, (_, rec)) in enumerate(zip(motion.result(), batch)):
-            rec.zoom = zoom.look(rec.camera, frames[i], None if scores is None else scores[i], cut)
+        for i, (prepared, (_, rec)) in enumerate(zip(motion.result(), batch)):
+            rec.zoom = zoom.look(rec.camera, frames[i], None if scores is None else scores[i], prepared)
+            rec.motion = None if prepared is None else prepared.motion
     t1 = time.monotonic()
     for i, (slot, rec) in enumerate(batch):
         mslot = maps.acquire(stop, on_wait=beat)

@@ -11,6 +11,8 @@ trade-off every motion-gated NVR makes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -49,6 +51,21 @@ class Background:
         return moving
 
 
+def cell_shares(moving: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
+    """Each conv-map cell's share of moving pixels in a 0/1 float32 motion mask: ``(grid_h, grid_w)``."""
+    return cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class CellMotion:
+    """One frame's motion on its conv-map grid, measured where the background already is (the
+    zoom's, in the inference stage) for the gate to decide on: :func:`cell_shares` of the mask, and
+    how many frames its background has learnt."""
+
+    shares: np.ndarray
+    frames: int
+
+
 class MotionGate:
     """One camera's motion state; :meth:`keep` is called once per frame, in order."""
 
@@ -57,18 +74,22 @@ class MotionGate:
         self._background = Background(cfg.threshold, cfg.background_alpha)
         self._last: np.ndarray | None = None  # per cell: the pts of its last motion
 
-    def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int) -> np.ndarray | None:
+    def keep(self, frame: np.ndarray, pts: float, grid_h: int, grid_w: int,
+             measured: CellMotion | None = None) -> np.ndarray | None:
         """Per-cell keep weights (1: moved within ``hold_s``, 0: static) for an RGB ``frame``, or
-        None while the background is still being learnt (the first ``warmup_frames``)."""
-        moving = self._background.moving(frame, mask_size(*frame.shape[:2]))
+        None while the background is still being learnt (the first ``warmup_frames``).
+        ``measured``: this frame's motion from a background of the same settings that has seen the
+        same frames (the zoom's), so that this gate need not keep its own."""
+        if measured is None:
+            moving = self._background.moving(frame, mask_size(*frame.shape[:2]))
+            measured = CellMotion(cell_shares(moving, grid_h, grid_w), self._background.frames)
         if self._last is None or self._last.shape != (grid_h, grid_w):  # the background restarted too
             self._last = np.full((grid_h, grid_w), -np.inf)
-        share = cv2.resize(moving, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
-        active = share >= self.cfg.min_share
+        active = measured.shares >= self.cfg.min_share
         if self.cfg.dilate:  # a person's evidence spills into the neighbouring cells
             active = cv2.dilate(active.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         self._last[active] = pts
-        if self._background.frames <= self.cfg.warmup_frames:
+        if measured.frames <= self.cfg.warmup_frames:
             return None
         return (pts - self._last <= self.cfg.hold_s).astype(np.float32)
 

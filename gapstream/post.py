@@ -149,7 +149,7 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
             if motion is not None and motion.enabled and not still:
                 gate = gates.get(rec.camera) or gates.setdefault(rec.camera, MotionGate(motion))
                 moved = gate.keep(rings[rec.camera].view(rec.frame_slot)["frame"][: rec.h, : rec.w], rec.pts,
-                                  rec.maps_h, rec.maps_w)
+                                  rec.maps_h, rec.maps_w, rec.motion)
                 if moved is not None and motion.gate == "pooling":
                     keep, moved = (moved if keep is None else keep * moved), None
                 elif moved is not None and motion.gate == "person":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .detections import Detections
+from .motion import CellMotion
 from .zoom import ZoomLook
 
 
@@ -39,6 +40,7 @@ class FrameRecord:
     maps_h: int = 0
     maps_w: int = 0
     zoom: ZoomLook | None = None  # the motion-region crops (gapstream/zoom.py); None: zoom is off
+    motion: CellMotion | None = None  # the zoom's motion on this grid, which the gate then reuses
     # post-processing
     probs: np.ndarray | None = None
     cls: int = -1

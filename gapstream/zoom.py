@@ -26,7 +26,7 @@ from .config import MotionConfig, PostConfig, ZoomConfig
 from .detections import Detections
 from .gapmodel import GapModel
 from .meta import ModelMeta
-from .motion import MASK_WIDTH, Background, mask_size, peak_moved
+from .motion import MASK_WIDTH, Background, CellMotion, cell_shares, mask_size, peak_moved
 from .zones import Polygon, coverage, masked_probs
 
 Box = tuple[int, int, int, int]
@@ -147,6 +147,11 @@ class Regions:
         self.moving = np.zeros((0, 0), np.float32)  # the last frame's mask, MASK_WIDTH px wide
         self.blobs = np.zeros((0, 0), np.uint8)  # its blob_mask (once the background has formed)
 
+    @property
+    def frames(self) -> int:
+        """The frames the background has learnt since it (re)started."""
+        return self._background.frames
+
     def find(self, frame: np.ndarray) -> list[Box]:
         """The square regions of ``frame`` (RGB) around its largest moving blobs; none while the
         background is still being learnt (again after the frame size changes, as a stream that
@@ -187,12 +192,14 @@ class ZoomLook:
 @dataclass(frozen=True)
 class MotionCrops:
     """One frame's motion crops, found and cut before the crop model runs: ``regions`` in frame
-    pixels, ``crops (K, s, s, 3)`` (None without regions) and, for ``zoom.peak_on_motion``, the
-    frame's :func:`blob_mask`."""
+    pixels, ``crops (K, s, s, 3)`` (None without regions), for ``zoom.peak_on_motion`` the frame's
+    :func:`blob_mask`, and its motion on the whole frame's grid (the gate's background is the
+    zoom's: the same settings, the same frames)."""
 
     regions: list[Box]
     crops: np.ndarray | None
     blobs: np.ndarray | None = None
+    motion: CellMotion | None = None  # the frame's motion on the whole frame's grid, for the gate
 
 
 @dataclass(frozen=True)
@@ -232,8 +239,10 @@ class Zoom:
         # so the inference stage does it here while the whole-frame network runs (prepare_batch).
         self._helper = ThreadPoolExecutor(1, thread_name_prefix="gapstream-zoom")
 
-    def prepare(self, camera: int, frame: np.ndarray) -> MotionCrops | None:
-        """Camera ``camera``'s next ``frame`` (RGB, full size): its motion regions, cut; None for an
+    def prepare(self, camera: int, frame: np.ndarray, grid: tuple[int, int] | None = None
+                ) -> MotionCrops | None:
+        """Camera ``camera``'s next ``frame`` (RGB, full size): its motion regions, cut, and with
+        ``grid`` (the whole frame's conv-map grid, h x w) its :class:`motion.CellMotion`; None for an
         image folder. Called once per frame, in order, before :meth:`look` of that frame."""
         if camera in self.stills:
             return None
@@ -241,14 +250,16 @@ class Zoom:
             self._regions[camera] = Regions(self.cfg, self.motion)
         regions = self._regions[camera]
         found = regions.find(frame)
+        motion = None if grid is None else CellMotion(cell_shares(regions.moving, *grid), regions.frames)
         if not found:
-            return MotionCrops(found, None)
+            return MotionCrops(found, None, None, motion)
         blobs = regions.blobs if self.cfg.peak_on_motion else None
-        return MotionCrops(found, cut(frame, found, self.cfg.input_size), blobs)
+        return MotionCrops(found, cut(frame, found, self.cfg.input_size), blobs, motion)
 
-    def prepare_batch(self, frames: list[tuple[int, np.ndarray]]) -> Future[list[MotionCrops | None]]:
+    def prepare_batch(self, frames: list[tuple[int, np.ndarray]], grid: tuple[int, int] | None = None
+                      ) -> Future[list[MotionCrops | None]]:
         """:meth:`prepare` of each ``(camera, frame)`` in order, on the helper thread."""
-        return self._helper.submit(lambda: [self.prepare(camera, frame) for camera, frame in frames])
+        return self._helper.submit(lambda: [self.prepare(camera, frame, grid) for camera, frame in frames])
 
     def look(self, camera: int, frame: np.ndarray, scores: np.ndarray | None = None,
              motion: MotionCrops | None = None) -> ZoomLook | None:

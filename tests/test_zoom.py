@@ -670,3 +670,30 @@ def test_crops_cut_ahead_on_the_helper_thread_look_the_same(bright: Path, jumpin
         assert np.array_equal(look.regions, other.regions) and np.array_equal(look.probs, other.probs)
         assert np.array_equal(look.cams, other.cams)
     assert any(look is not None and look.prob >= 0.5 for look in looks)
+
+
+def test_the_gate_reuses_the_zooms_motion_and_keeps_the_same_cells(bright: Path,
+                                                                  jumping: tuple[Path, list]) -> None:
+    """With the zoom on, the gate decides on the zoom's motion (the same background settings and
+    frames) instead of keeping a background of its own: the same cells, warm-up included."""
+    import av
+
+    from gapstream.motion import MotionGate
+    from gapstream.zoom import Zoom
+
+    video, _ = jumping
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    motion = MotionConfig(warmup_frames=3, hold_s=0.25)
+    zoom = Zoom(ZoomConfig(min_side=100.0, input_size=64), motion, str(bright), 1)
+    own, reusing = MotionGate(motion), MotionGate(motion)
+    grid = (12, 20)
+    for k, frame in enumerate(frames):
+        prepared = zoom.prepare(0, frame, grid)
+        assert prepared is not None and prepared.motion is not None
+        assert prepared.motion.frames == k + 1
+        mine = own.keep(frame, k / 10, *grid)
+        theirs = reusing.keep(frame, k / 10, *grid, prepared.motion)
+        assert (mine is None) == (theirs is None) == (k < 3)
+        assert mine is None or theirs is not None and np.array_equal(mine, theirs)
+    assert mine is not None and 0 < mine.sum() < mine.size  # some cells open, some closed
