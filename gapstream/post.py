@@ -114,7 +114,8 @@ def run_stage(meta: ModelMeta, cfg: PostConfig, annotate: bool, maps: Ring, fram
     ``masks[k]``: camera ``k``'s exclusion polygons, rasterised on each frame's own maps grid
     (cached per grid). With several cameras, ``frames`` is a list indexed by ``FrameRecord.camera``.
     ``motion``: when enabled, each camera's :class:`motion.MotionGate` closes the cells that have
-    not moved lately (frames reach this stage in order, per camera); with ``cfg.smooth_window_s``,
+    not moved lately (frames reach this stage in order, per camera), on the zoom's motion where the
+    record carries it (``rec.motion``); with ``cfg.smooth_window_s``,
     each camera's :class:`smoothing.ScoreHistory` smooths the decision. ``stills[k]``: camera
     ``k`` is an image folder, whose frames are unrelated pictures: neither applies to it.
     Frames with motion-region crops (``rec.zoom``) take the crops' decision where their highest
