@@ -34,6 +34,20 @@ def _setup_logging(level: str) -> None:
     multiprocessing_logging.install_mp_handler()
 
 
+def _stop_log_forwarding() -> None:
+    """Drain the stage processes' log forwarding and go back to the plain handler. Done before the
+    interpreter's exit handlers run, as multiprocessing's would otherwise close the forwarding
+    queue under its receiving thread, which then prints a traceback (seen once in a full test run)."""
+    import multiprocessing_logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, multiprocessing_logging.MultiProcessingHandler):
+            root.removeHandler(handler)
+            handler.close()  # the receiving thread ends once the queue is empty
+            root.addHandler(handler.sub_handler)
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="detect and localise persons in a video, stream, camera or image folder",
@@ -226,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gapstream: interrupted", file=sys.stderr)
         return 130
     finally:
+        _stop_log_forwarding()
         if old is not None:  # None: a handler not installed from Python, which we cannot put back
             signal.signal(signal.SIGTERM, old)
 

@@ -179,3 +179,24 @@ def test_benchmark_script_with_a_missing_clip_folder(script: str, tiny_model: Pa
     r = subprocess.run([sys.executable, str(bench), "--clips", str(tmp_path / "missing"), *extra],
                        capture_output=True, text=True, timeout=120)
     assert_one_clear_error(r, str(tmp_path / "missing"), "labels.json")
+
+
+def test_log_forwarding_is_drained_and_stopped_before_exit() -> None:
+    """main() ends the stage processes' log forwarding itself (its receiving thread could otherwise
+    meet multiprocessing's exit handlers closing its queue and print a traceback): a child's record
+    still arrives, the thread is gone, and later records go straight to stderr."""
+    code = """
+import logging, multiprocessing, threading
+from gapstream import cli
+cli._setup_logging("INFO")
+log = logging.getLogger("gapstream")
+child = multiprocessing.get_context("fork").Process(target=log.info, args=("from the child",))
+child.start(); child.join()
+cli._stop_log_forwarding()
+assert not any(t.name.startswith("mp-handler") for t in threading.enumerate()), threading.enumerate()
+log.info("after the forwarding")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "from the child" in r.stderr and "after the forwarding" in r.stderr
