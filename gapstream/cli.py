@@ -226,6 +226,7 @@ def entry() -> None:
     # by signal. Only the program does this, never main(), so callers keep their handlers.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    _stop_log_forwarding()  # with the signals ignored: a late one must not interrupt the wait
     sys.exit(code)
 
 
@@ -240,7 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gapstream: interrupted", file=sys.stderr)
         return 130
     finally:
-        _stop_log_forwarding()
         if old is not None:  # None: a handler not installed from Python, which we cannot put back
             signal.signal(signal.SIGTERM, old)
 

@@ -182,7 +182,7 @@ def test_benchmark_script_with_a_missing_clip_folder(script: str, tiny_model: Pa
 
 
 def test_log_forwarding_is_drained_and_stopped_before_exit() -> None:
-    """main() ends the stage processes' log forwarding itself (its receiving thread could otherwise
+    """The program ends the stage processes' log forwarding itself (its receiving thread could otherwise
     meet multiprocessing's exit handlers closing its queue and print a traceback): a child's record
     still arrives, the thread is gone, and later records go straight to stderr."""
     code = """
