@@ -242,15 +242,18 @@ class Zoom:
     def prepare(self, camera: int, frame: np.ndarray, grid: tuple[int, int] | None = None
                 ) -> MotionCrops | None:
         """Camera ``camera``'s next ``frame`` (RGB, full size): its motion regions, cut, and with
-        ``grid`` (the whole frame's conv-map grid, h x w) its :class:`motion.CellMotion`; None for an
-        image folder. Called once per frame, in order, before :meth:`look` of that frame."""
+        ``grid`` (the whole frame's conv-map grid, h x w) and the motion gate on, its
+        :class:`motion.CellMotion`; None for an image folder. Called once per frame, in order,
+        before :meth:`look` of that frame."""
         if camera in self.stills:
             return None
         if camera not in self._regions:
             self._regions[camera] = Regions(self.cfg, self.motion)
         regions = self._regions[camera]
         found = regions.find(frame)
-        motion = None if grid is None else CellMotion(cell_shares(regions.moving, *grid), regions.frames)
+        motion = None
+        if grid is not None and self.motion.enabled:  # measured for the gate only when it is on
+            motion = CellMotion(cell_shares(regions.moving, *grid), regions.frames)
         if not found:
             return MotionCrops(found, None, None, motion)
         blobs = regions.blobs if self.cfg.peak_on_motion else None
@@ -262,16 +265,16 @@ class Zoom:
         return self._helper.submit(lambda: [self.prepare(camera, frame, grid) for camera, frame in frames])
 
     def look(self, camera: int, frame: np.ndarray, scores: np.ndarray | None = None,
-             motion: MotionCrops | None = None) -> ZoomLook | None:
+             prepared: MotionCrops | None = None) -> ZoomLook | None:
         """The crops of camera ``camera``'s next ``frame`` (RGB, full size) through the crop model;
         None for an image folder. ``scores``: the whole frame's per-cell person scores ``(h, w)``,
-        whose highest cells the static look's crops centre on (``static_peaks``). ``motion``: this
+        whose highest cells the static look's crops centre on (``static_peaks``). ``prepared``: this
         frame's :meth:`prepare`, if already made."""
         if camera in self.stills:
             return None
-        motion = motion or self.prepare(camera, frame)
-        assert motion is not None
-        found, crops = list(motion.regions), motion.crops
+        prepared = prepared or self.prepare(camera, frame)
+        assert prepared is not None
+        found, crops = list(prepared.regions), prepared.crops
         moving = len(found)
         if self.static_peaks and scores is not None:
             h, w = frame.shape[:2]
@@ -295,10 +298,10 @@ class Zoom:
         static = person[moving:]
         static[static < self.static_threshold] = 0.0  # a still thing counts only when the crop model is sure
         cams = cam_batch(maps, meta.dense_kernel, np.full(len(found), meta.person_index))
-        if motion.blobs is not None:  # zoom.peak_on_motion: a parked car beside what moved is not what moved
+        if prepared.blobs is not None:  # zoom.peak_on_motion: a parked car beside what moved is not it
             grid = cams.shape[1:3]
             for k in range(moving):
-                if not peak_moved(cams[k], moved_cells(motion.blobs, found[k], frame.shape[1], grid)):
+                if not peak_moved(cams[k], moved_cells(prepared.blobs, found[k], frame.shape[1], grid)):
                     person[k] = 0.0
         look = ZoomLook(np.array(found, np.int32), person, cams)
         self._last[camera] = (1, look)
