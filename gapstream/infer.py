@@ -167,7 +167,7 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     frames = [rings[i].view(slot)["frame"][: rec.h, : rec.w] for i, (slot, rec) in enumerate(batch)]
     cameras = [rec.camera for _, rec in batch]
     expected = model.meta.maps_shape(model.input_size)
-    motion = None if zoom is None else zoom.prepare_batch(list(zip(cameras, frames)), expected[:2])
+    crops_ahead = None if zoom is None else zoom.prepare_batch(list(zip(cameras, frames)), expected[:2])
     for i, frame in enumerate(frames):
         model.preprocess(frame, out=buf[i])
     probs, fmaps = model.predict(buf[: len(batch)])
@@ -179,10 +179,10 @@ def run_batch(model: GapModel, model_path: str, buf: np.ndarray, rings: list[Rin
     if mh > slot_h or mw > slot_w or mc != slot_c:  # a planning error, not the model's
         raise ModelError(f"{model_path}: conv maps {expected} do not fit the maps slots "
                          f"{(slot_h, slot_w, slot_c)}")
-    if zoom is not None and motion is not None:
+    if zoom is not None and crops_ahead is not None:
         # The static look centres crops on the whole frame's strongest person evidence.
         scores = person_scores(fmaps, model.meta) if zoom.static_peaks else None
-        for i, (prepared, (_, rec)) in enumerate(zip(motion.result(), batch)):
+        for i, (prepared, (_, rec)) in enumerate(zip(crops_ahead.result(), batch)):
             rec.zoom = zoom.look(rec.camera, frames[i], None if scores is None else scores[i], prepared)
             rec.motion = None if prepared is None else prepared.motion
     t1 = time.monotonic()
