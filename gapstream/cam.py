@@ -116,50 +116,60 @@ def split_by_peaks(cam: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
 def boxes_from_cam(
     cam: np.ndarray, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0, score_scale: float = 1.0,
-    regions: np.ndarray | None = None,
+    regions: np.ndarray | None = None, score: str = "peak",
 ) -> Detections:
     """The paper's rule: keep pixels above ``threshold * max``; one box per connected component.
 
     ``cam`` is at the resolution boxes are wanted in; ``min_area`` is a fraction of the
-    image area below which components are dropped. A box's score is the component's peak
-    CAM value times ``score_scale`` (usually the person probability). With ``regions``
-    (a label image of ``cam``'s size, one label per CAM peak, see :func:`split_by_peaks`),
-    the kept pixels are split by region, so a group of persons gives a box each.
+    image area below which components are dropped. With ``regions`` (a label image of
+    ``cam``'s size, one label per CAM peak, see :func:`split_by_peaks`), the kept pixels are
+    split by region first, so a group of persons gives a box each. A box's score is its
+    component's peak CAM value (``score="peak"``) or its CAM mass, the sum over its pixels
+    (``"mass"``), relative to the best box's, times ``score_scale`` (usually the person
+    probability).
     """
     peak = float(cam.max()) if cam.size else 0.0
     if peak <= 0:
         return Detections.empty()
     mask = (cam >= threshold * peak).astype(np.uint8)
     if regions is not None and regions.max() > 1:
-        labels = regions * mask
-        count = int(labels.max()) + 1
-        stats = _label_stats(labels, count)
+        labels, stats = _components_by_region(mask, regions)
     else:
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    count = len(stats)
     if count <= 1:
         return Detections.empty()
     area_min = min_area * cam.shape[0] * cam.shape[1]
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(area_min, 1)]
     if not keep:
         return Detections.empty()
-    # Peak per component in one pass over the labels instead of one mask per component.
-    peaks = np.zeros(count, np.float32)
-    np.maximum.at(peaks, labels.ravel(), cam.ravel())
+    # Peak (or mass) per component in one pass over the labels instead of one mask per component.
+    values = np.zeros(count, np.float64)
+    if score == "mass":
+        np.add.at(values, labels.ravel(), cam.ravel())
+    else:
+        np.maximum.at(values, labels.ravel(), cam.ravel())
     x, y, w, h = (stats[keep, k] for k in (0, 1, 2, 3))
     xyxy = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
-    scores = (peaks[keep] / peak * score_scale).astype(np.float32)
-    order = np.argsort(-scores)
+    best = peak if score != "mass" else float(values[keep].max())
+    scores = (values[keep] / best * score_scale).astype(np.float32)
+    order = np.argsort(-scores, kind="stable")
     return Detections(xyxy[order], scores[order])
 
 
-def _label_stats(labels: np.ndarray, count: int) -> np.ndarray:
-    """``cv2.connectedComponentsWithStats``-style stats (x, y, w, h, area) of a label image."""
-    stats = np.zeros((count, 5), np.int32)
-    for i in range(1, count):
-        ys, xs = np.nonzero(labels == i)
-        if len(xs):
-            stats[i] = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, len(xs))
-    return stats
+def _components_by_region(mask: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and ``cv2.connectedComponentsWithStats``-style stats of the connected components of
+    ``mask`` within each region: one peak's region may hold parts that do not touch (two persons
+    whose CAMs share a basin), and one box around them all would fit neither."""
+    labels = np.zeros(mask.shape, np.int32)
+    stats = [np.zeros(5, np.int32)]
+    for k in range(1, int(regions.max()) + 1):
+        part = ((regions == k) & (mask > 0)).astype(np.uint8)
+        n, lab, st, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+        if n > 1:
+            labels[lab > 0] = lab[lab > 0] + len(stats) - 1
+            stats.extend(st[1:])
+    return labels, np.array(stats, np.int32).reshape(-1, 5)
 
 
 def scale_boxes(det: Detections, sx: float, sy: float) -> Detections:
@@ -198,7 +208,8 @@ def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, 
         seeds = cam_peaks(cam, cfg.peak_floor)
         if len(seeds) > 1:  # split on the cells, then carry the cell labels to the box resolution
             regions = cv2.resize(split_by_peaks(cam, seeds), (bw, bh), interpolation=cv2.INTER_NEAREST)
-    det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob, regions)
+    det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob, regions,
+                         cfg.box_score)
     det = scale_boxes(det, width / bw, height / bh)
     if cfg.box_scale and tuple(cfg.box_scale) != (1.0, 1.0):
         det = resize_boxes(det, cfg.box_scale[0], cfg.box_scale[1], width, height)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gapstream.annotate import blend
 from gapstream.cam import boxes_from_cam, cam_batch, cam_peaks, localize, pool_probs, split_by_peaks, upsample
@@ -178,3 +179,31 @@ def test_model_pools_its_maps_when_the_metadata_carries_the_trained_dense_layer(
     np.testing.assert_array_equal(maps2, maps)
     np.testing.assert_allclose(probs, pool_probs(maps, kernel, bias, "topk", 0.25), rtol=1e-6)
     assert not np.allclose(probs, graph_probs, atol=1e-3)
+
+
+def _blob(cx: float, cy: float, peak: float, sx: float = 2.0, sy: float = 3.0) -> np.ndarray:
+    yy, xx = np.mgrid[0:16, 0:28]
+    return (peak * np.exp(-((xx - cx) ** 2 / sx + (yy - cy) ** 2 / sy))).astype(np.float32)
+
+
+def test_parts_of_one_peaks_region_that_do_not_touch_get_a_box_each() -> None:
+    # Two seeded persons and a weaker third (below peak_floor, so no seed of its own): the flood
+    # gives the third to a neighbour's region, and one box around both would fit neither.
+    cam = np.maximum.reduce([_blob(5, 8, 1.0), _blob(14, 8, 0.9), _blob(24, 8, 0.45)])
+    cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5, peak_floor=0.5)
+    assert len(cam_peaks(cam, 0.5)) == 2
+    _, det = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, cfg)
+    assert len(det) == 3
+    centres = sorted(((det.xyxy[:, 0] + det.xyxy[:, 2]) / 2 / 16 - 0.5).tolist())  # in cells
+    assert centres == pytest.approx([5, 14, 24], abs=0.5)
+    assert all(x2 - x1 < 9 * 16 for x1, _, x2, _ in det.xyxy.tolist())  # no box spans two persons
+
+
+def test_mass_score_ranks_a_whole_person_above_a_bright_small_part() -> None:
+    cam = np.maximum(_blob(6, 8, 1.0, 0.5, 0.5), _blob(18, 8, 0.8, 6.0, 12.0))
+    cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5)
+    _, by_peak = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, cfg)
+    _, by_mass = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(cfg, box_score="mass"))
+    assert len(by_peak) == len(by_mass) == 2
+    assert by_peak.xyxy[0, 0] < 10 * 16 < by_mass.xyxy[0, 0]  # the top box moves to the large blob
+    assert by_mass.scores[0] == pytest.approx(0.9) and by_mass.scores[1] < by_mass.scores[0]
