@@ -114,6 +114,50 @@ def split_by_peaks(cam: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return labels
 
 
+def merge_shallow_splits(cam: np.ndarray, labels: np.ndarray, saddle: float) -> np.ndarray:
+    """Merge touching regions of :func:`split_by_peaks` whose valley is shallow.
+
+    Two regions stay apart only when their saddle (the highest of the lower CAM values of their
+    touching cell pairs) is at most ``saddle`` times the lower of their peaks: two persons leave a
+    valley between their CAMs, while the head and legs of one person leave a shallow dip.
+    Pairs are merged from the highest saddle down, the lower peak's region into the other
+    (persistence), and the labels come back as ``1..K``. ``saddle`` 1 merges nothing.
+    """
+    count = int(labels.max())
+    if count <= 1 or saddle >= 1.0:
+        return labels
+    peaks = np.zeros(count + 1, np.float64)
+    np.maximum.at(peaks, labels.ravel(), cam.ravel())
+    best: dict[tuple[int, int], float] = {}
+    h, w = cam.shape
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):  # the flood's 8-neighbours, each pair once
+        c0, c1 = max(0, -dc), w - max(0, dc)
+        a, b = labels[: h - dr, c0:c1], labels[dr:, c0 + dc : c1 + dc]
+        low = np.minimum(cam[: h - dr, c0:c1], cam[dr:, c0 + dc : c1 + dc])
+        edge = a != b
+        for i, j, v in zip(a[edge].tolist(), b[edge].tolist(), low[edge].tolist()):
+            key = (min(i, j), max(i, j))
+            if v > best.get(key, -np.inf):
+                best[key] = v
+    parent = list(range(count + 1))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (i, j), v in sorted(best.items(), key=lambda kv: -kv[1]):
+        ri, rj = root(i), root(j)
+        if ri != rj and v > saddle * min(peaks[ri], peaks[rj]):
+            low, high = (ri, rj) if peaks[ri] < peaks[rj] else (rj, ri)
+            parent[low] = high
+    roots = np.array([root(i) for i in range(count + 1)])
+    _, compact = np.unique(roots[1:], return_inverse=True)
+    lut = np.concatenate([[0], compact + 1]).astype(np.int32)
+    return lut[labels]
+
+
 def boxes_from_cam(
     cam: np.ndarray, threshold: float = PAPER_THRESHOLD, min_area: float = 0.0, score_scale: float = 1.0,
     regions: np.ndarray | None = None, score: str = "peak",
@@ -207,7 +251,8 @@ def localize(cam: np.ndarray, probs: np.ndarray, person_index: int, width: int, 
     if cfg.split_peaks:
         seeds = cam_peaks(cam, cfg.peak_floor)
         if len(seeds) > 1:  # split on the cells, then carry the cell labels to the box resolution
-            regions = cv2.resize(split_by_peaks(cam, seeds), (bw, bh), interpolation=cv2.INTER_NEAREST)
+            cells = merge_shallow_splits(cam, split_by_peaks(cam, seeds), cfg.split_saddle)
+            regions = cv2.resize(cells, (bw, bh), interpolation=cv2.INTER_NEAREST)
     det = boxes_from_cam(upsample(cam, bw, bh, cfg.cubic), cfg.threshold, cfg.min_area, prob, regions,
                          cfg.box_score)
     det = scale_boxes(det, width / bw, height / bh)

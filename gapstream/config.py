@@ -145,6 +145,9 @@ class PostConfig:
     split_peaks: bool = True  # one box per CAM peak, so that a group of persons gets a box each
     # A peak counts when it reaches this fraction of the CAM maximum.
     peak_floor: float = checked(0.5, between(0, 1))
+    # Two peaks' regions stay apart only where the CAM between them falls to this fraction of the
+    # lower peak (cam.merge_shallow_splits); 1 keeps every split.
+    split_saddle: float = checked(1.0, between(0, 1))
     # What ranks a frame's boxes (and so which is its top box): "peak", a box's highest CAM value,
     # or "mass", the sum of its CAM values, which prefers a whole person to a bright part of one.
     box_score: str = checked("peak", one_of("peak", "mass", why="must be peak or mass"))

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from gapstream.annotate import blend
-from gapstream.cam import boxes_from_cam, cam_batch, cam_peaks, localize, pool_probs, split_by_peaks, upsample
+from gapstream.cam import (
+    boxes_from_cam,
+    cam_batch,
+    cam_peaks,
+    localize,
+    merge_shallow_splits,
+    pool_probs,
+    split_by_peaks,
+    upsample,
+)
 from gapstream.config import PostConfig
 from gapstream.gapmodel import GapModel
 from gapstream.meta import load_meta, save_meta
@@ -207,3 +216,27 @@ def test_mass_score_ranks_a_whole_person_above_a_bright_small_part() -> None:
     assert len(by_peak) == len(by_mass) == 2
     assert by_peak.xyxy[0, 0] < 10 * 16 < by_mass.xyxy[0, 0]  # the top box moves to the large blob
     assert by_mass.scores[0] == pytest.approx(0.9) and by_mass.scores[1] < by_mass.scores[0]
+
+
+def test_a_shallow_dip_between_two_peaks_stays_one_box_and_a_valley_splits() -> None:
+    # One tall person whose CAM has two bumps (head and legs) with a shallow dip between them...
+    one = np.maximum(_blob(10, 5, 1.0, 3.0, 12.0), _blob(10, 9, 0.9, 3.0, 12.0))
+    assert len(cam_peaks(one, 0.5)) == 2
+    dip = float(one[7, 10])
+    assert 0.7 * 0.9 < dip < 0.9  # shallow: above 0.7 of the lower peak
+    cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5)
+    p = np.array([0.1, 0.9])
+    assert len(localize(one, p, 1, 448, 256, cfg)[1]) == 2  # split_saddle 1: every peak splits
+    assert len(localize(one, p, 1, 448, 256, replace(cfg, split_saddle=0.7))[1]) == 1
+    # ...and two persons side by side with a valley between them stay two boxes.
+    assert len(localize(_two_blobs(0.3), p, 1, 448, 256, replace(cfg, split_saddle=0.7))[1]) == 2
+
+
+def test_merge_shallow_splits_merges_the_lower_peak_into_the_higher_and_relabels() -> None:
+    cam = np.maximum.reduce([_blob(4, 8, 1.0, 6.0), _blob(7, 8, 0.95, 6.0), _blob(22, 8, 0.8)])
+    labels = split_by_peaks(cam, cam_peaks(cam, 0.5))
+    assert labels.max() == 3
+    merged = merge_shallow_splits(cam, labels, 0.7)
+    assert sorted(np.unique(merged).tolist()) == [1, 2]
+    assert merged[8, 4] == merged[8, 7] != merged[8, 22]
+    assert np.array_equal(merge_shallow_splits(cam, labels, 1.0), labels)
