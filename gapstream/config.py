@@ -147,10 +147,10 @@ class PostConfig:
     peak_floor: float = checked(0.5, between(0, 1))
     # Two peaks' regions stay apart only where the CAM between them falls to this fraction of the
     # lower peak (cam.merge_shallow_splits); 1 keeps every split.
-    split_saddle: float = checked(1.0, between(0, 1))
+    split_saddle: float = checked(0.5, between(0, 1))
     # What ranks a frame's boxes (and so which is its top box): "peak", a box's highest CAM value,
     # or "mass", the sum of its CAM values, which prefers a whole person to a bright part of one.
-    box_score: str = checked("peak", one_of("peak", "mass", why="must be peak or mass"))
+    box_score: str = checked("mass", one_of("peak", "mass", why="must be peak or mass"))
     cubic: bool = False  # cubic instead of bilinear CAM upsampling (the reference used cubic)
     # The decision uses the median (or mean) person probability of the last smooth_window_s
     # seconds of a camera's frames (gapstream/smoothing.py); 0: each frame alone. 0.5 s median

@@ -112,7 +112,7 @@ def _two_blobs(gap_value: float) -> np.ndarray:
 
 
 def test_two_blobs_give_two_boxes_one_per_peak() -> None:
-    cam = _two_blobs(0.5)
+    cam = _two_blobs(0.3)  # a valley below split_saddle (0.5) of the lower peak (0.9)
     cfg = PostConfig(threshold=0.2, box_resolution=448, min_area=0.0, score_threshold=0.5)
     person, det = localize(cam, np.array([0.1, 0.9]), 1, 1280, 720, cfg)
     assert person and len(det) == 2
@@ -210,7 +210,7 @@ def test_parts_of_one_peaks_region_that_do_not_touch_get_a_box_each() -> None:
 
 def test_mass_score_ranks_a_whole_person_above_a_bright_small_part() -> None:
     cam = np.maximum(_blob(6, 8, 1.0, 0.5, 0.5), _blob(18, 8, 0.8, 6.0, 12.0))
-    cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5)
+    cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5, box_score="peak")
     _, by_peak = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, cfg)
     _, by_mass = localize(cam, np.array([0.1, 0.9]), 1, 448, 256, replace(cfg, box_score="mass"))
     assert len(by_peak) == len(by_mass) == 2
@@ -226,10 +226,11 @@ def test_a_shallow_dip_between_two_peaks_stays_one_box_and_a_valley_splits() -> 
     assert 0.7 * 0.9 < dip < 0.9  # shallow: above 0.7 of the lower peak
     cfg = PostConfig(threshold=0.25, box_resolution=448, min_area=0.0, score_threshold=0.5)
     p = np.array([0.1, 0.9])
-    assert len(localize(one, p, 1, 448, 256, cfg)[1]) == 2  # split_saddle 1: every peak splits
+    assert len(localize(one, p, 1, 448, 256, replace(cfg, split_saddle=1.0))[1]) == 2  # every peak splits
     assert len(localize(one, p, 1, 448, 256, replace(cfg, split_saddle=0.7))[1]) == 1
+    assert len(localize(one, p, 1, 448, 256, cfg)[1]) == 1  # the default, 0.5
     # ...and two persons side by side with a valley between them stay two boxes.
-    assert len(localize(_two_blobs(0.3), p, 1, 448, 256, replace(cfg, split_saddle=0.7))[1]) == 2
+    assert len(localize(_two_blobs(0.3), p, 1, 448, 256, cfg)[1]) == 2
 
 
 def test_merge_shallow_splits_merges_the_lower_peak_into_the_higher_and_relabels() -> None:

@@ -25,7 +25,8 @@ from .runner import run_worker
 
 
 def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None = None,
-             threshold: float = PAPER_THRESHOLD, seed: int = 0, skip_hog: bool = False) -> dict:
+             threshold: float = PAPER_THRESHOLD, seed: int = 0, skip_hog: bool = False,
+             box_scale: tuple[float, float] = (1.0, 1.0)) -> dict:
     """INRIA test split: gapstream (via gapstream.training.evaluate) next to OpenCV's HOG detector.
 
     HOG: an image counts as positive when it has at least one detection (SVM margin above
@@ -33,7 +34,8 @@ def accuracy(data: str | Path, models: list[str | Path], hog_python: str | None 
     HOG boxes, scored by their margin, go through the same CorLoc / AP@0.5 code as the CAM boxes.
     """
 
-    result = evaluate(data, list(models), None, threshold, seed) if models else {"models": {}}
+    result = (evaluate(data, list(models), None, threshold, seed, box_scale=box_scale) if models
+              else {"models": {}})
     result.setdefault("data", {})
     if skip_hog:
         return result
@@ -83,8 +85,10 @@ def render_accuracy(result: dict, data: str, command: str) -> str:
         "HOG: an image is 'person' when detectMultiScale returns at least one detection (SVM margin above "
         "its default hit threshold 0); its ROC AUC ranks images by their best margin; its boxes (scored by "
         "margin) are matched to the same ground truth with the same CorLoc / AP@0.5 code "
-        "(gapstream.training.evaluate). CAM boxes: the paper's rule at the given threshold, scored by the "
-        "person probability. ms/img: inference only for gapstream (batch 32, images pre-resized), "
+        "(gapstream.training.evaluate). CAM boxes: the run-time rule (gapstream.cam.localize with the "
+        "config's defaults: the paper's threshold rule, split where two CAM peaks have a valley between "
+        "them, ranked by CAM mass, then the box factors), scored by the person probability. "
+        "ms/img: inference only for gapstream (batch 32, images pre-resized), "
         "full-image detection for HOG.",
     ]
     for n in result.get("notes", []):
@@ -122,7 +126,10 @@ def accuracy_main(argv: list[str] | None = None) -> int:
     threshold = args.threshold
     if threshold is None:
         threshold = load_meta(models[0]).cam_threshold if models else PAPER_THRESHOLD
-    result = accuracy(args.data, models, args.hog_python, threshold, skip_hog=args.no_hog)
+    # The box rule is the run time's: the int8 model's own box factors, like its threshold.
+    box_scale = load_meta(models[0]).box_scale if models else (1.0, 1.0)
+    result = accuracy(args.data, models, args.hog_python, threshold, skip_hog=args.no_hog,
+                      box_scale=box_scale)
     command = "python benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = redact_text(render_accuracy(result, args.data, command.strip()))
     out = Path(args.out)
