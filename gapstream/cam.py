@@ -4,6 +4,7 @@ Drawing them on frames is :mod:`gapstream.annotate`'s job."""
 
 from __future__ import annotations
 
+import functools
 import heapq
 
 import cv2
@@ -96,22 +97,35 @@ def split_by_peaks(cam: np.ndarray, seeds: np.ndarray) -> np.ndarray:
 
     A priority flood from the peaks, highest CAM first (the watershed of ``-cam``): two
     persons side by side make two peaks joined by a lower saddle, and the floods meet there.
-    On the few hundred cells of a CAM this costs well under a millisecond.
+    Plain Python lists over flat cell indices and cached neighbour lists: numpy's per-element
+    access made the flood about 4 ms on the 22x40 cells of a 1280x720 frame at long side 640; now
+    about 0.6 ms (stop 30).
     """
     h, w = cam.shape
-    labels = np.zeros((h, w), np.int32)
-    heap: list[tuple[float, int, int, int]] = []
-    for k, (r, c) in enumerate(seeds, start=1):
-        labels[r, c] = k
-        heapq.heappush(heap, (-float(cam[r, c]), int(r), int(c), k))
+    values = cam.ravel().tolist()
+    labels = [0] * (h * w)
+    around = _neighbours(h, w)
+    heap: list[tuple[float, int, int]] = []
+    for k, (r, c) in enumerate(seeds.tolist(), start=1):
+        i = r * w + c
+        labels[i] = k
+        heapq.heappush(heap, (-values[i], i, k))
     while heap:
-        _, r, c, k = heapq.heappop(heap)
-        for rr in range(max(0, r - 1), min(h, r + 2)):
-            for cc in range(max(0, c - 1), min(w, c + 2)):
-                if labels[rr, cc] == 0:
-                    labels[rr, cc] = k
-                    heapq.heappush(heap, (-float(cam[rr, cc]), rr, cc, k))
-    return labels
+        _, i, k = heapq.heappop(heap)
+        for j in around[i]:
+            if labels[j] == 0:
+                labels[j] = k
+                heapq.heappush(heap, (-values[j], j, k))
+    return np.array(labels, np.int32).reshape(h, w)
+
+
+@functools.lru_cache(maxsize=8)
+def _neighbours(h: int, w: int) -> tuple[tuple[int, ...], ...]:
+    """Flat indices of each cell's 8-neighbours in an ``h x w`` grid, in row-major order."""
+    return tuple(
+        tuple(rr * w + cc for rr in range(max(0, r - 1), min(h, r + 2))
+              for cc in range(max(0, c - 1), min(w, c + 2)) if (rr, cc) != (r, c))
+        for r in range(h) for c in range(w))
 
 
 def merge_shallow_splits(cam: np.ndarray, labels: np.ndarray, saddle: float) -> np.ndarray:
@@ -187,18 +201,30 @@ def boxes_from_cam(
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= max(area_min, 1)]
     if not keep:
         return Detections.empty()
-    # Peak (or mass) per component in one pass over the labels instead of one mask per component.
-    values = np.zeros(count, np.float64)
-    if score == "mass":
-        np.add.at(values, labels.ravel(), cam.ravel())
-    else:
-        np.maximum.at(values, labels.ravel(), cam.ravel())
+    values = _per_label(labels, cam, count, score == "mass")
     x, y, w, h = (stats[keep, k] for k in (0, 1, 2, 3))
     xyxy = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32)
     best = peak if score != "mass" else float(values[keep].max())
     scores = (values[keep] / best * score_scale).astype(np.float32)
     order = np.argsort(-scores, kind="stable")
     return Detections(xyxy[order], scores[order])
+
+
+def _per_label(labels: np.ndarray, cam: np.ndarray, count: int, mass: bool) -> np.ndarray:
+    """The CAM's sum (``mass``) or maximum over each label ``0..count-1``, in one pass over the
+    labelled pixels (``ufunc.at`` would take milliseconds on a 448-px CAM)."""
+    flat = labels.ravel()
+    inside = flat > 0
+    lab, val = flat[inside], cam.ravel()[inside].astype(np.float64)
+    if mass:
+        return np.bincount(lab, weights=val, minlength=count)[:count]
+    out = np.zeros(count, np.float64)
+    if len(lab):
+        order = np.argsort(lab, kind="stable")
+        lab, val = lab[order], val[order]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        out[lab[starts]] = np.maximum.reduceat(val, starts)
+    return out
 
 
 def _components_by_region(mask: np.ndarray, regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
