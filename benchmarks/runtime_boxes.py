@@ -4,8 +4,9 @@
 on every ``val`` clip with a person of the given folders; then, on every ``--every``-th frame where
 the teacher finds a person at confidence >= 0.5, the frame's JSON boxes are matched to the
 teacher's boxes at >= 0.5: CorLoc (the top-scoring box at IoU >= 0.5 with a teacher box) and
-AP@0.5 over the frames the run decided "person". ``--repo`` runs another checkout (a ``git
-worktree``) with this interpreter, to compare commits::
+AP@0.5 over the frames the run decided "person", for all of them and for two halves of the clips
+(alternately, in order: half A chooses, half B reports; stop 30's rule 30d). ``--repo`` runs
+another checkout (a ``git worktree``) with this interpreter, to compare commits::
 
     python benchmarks/runtime_boxes.py --clips data/footage_target data/footage_target_c data/footage_extra
     python benchmarks/runtime_boxes.py --clips ... --repo /tmp/wt-before
@@ -86,29 +87,39 @@ def main() -> None:
     ap.add_argument("--cache", default="data/teacher/boxes_cache", help="the teacher's boxes, per clip")
     args = ap.parse_args()
     repo = Path(args.repo).resolve()
-    dets, gts, frames, decided = [], [], 0, 0
+    # Per half: the clips with a person alternate between A (1st, 3rd, ...) and B (2nd, 4th, ...).
+    scored: dict[str, tuple[list[Detections], list[np.ndarray], list[int]]] = {
+        h: ([], [], [0, 0]) for h in ("A", "B")}
     with tempfile.TemporaryDirectory() as tmp:
+        index = 0
         for root in args.clips:
             for clip in load_clips(root, args.split):
                 if not any(s.person for s in clip.segments):
                     continue
+                half = "AB"[index % 2]
+                index += 1
                 truth = teacher_boxes(clip, args.teacher, args.every, Path(args.cache))
                 if not truth:
                     continue
                 ran = run_boxes(clip, repo, args.config, Path(tmp))
+                dets, gts, counts = scored[half]
                 for i, boxes in truth.items():
-                    frames += 1
+                    counts[0] += 1
                     is_person, det = ran.get(i, (False, Detections.empty()))
                     if is_person:
-                        decided += 1
+                        counts[1] += 1
                         dets.append(det)
                         gts.append(boxes)
-                print(f"{clip.name}: {len(truth)} teacher frames", file=sys.stderr, flush=True)
-    print(f"repo {repo}; config {args.config or 'the defaults'}: {frames} frames with a teacher person, "
-          f"{decided} decided person; CorLoc {100 * corloc(dets, gts):.1f} %, "
-          f"AP@0.5 {100 * average_precision(dets, gts, 0.5):.1f} %, "
-          f"{sum(len(d) for d in dets) / max(1, len(dets)):.2f} boxes a decided frame")
-
+                print(f"{clip.name} (half {half}): {len(truth)} teacher frames", file=sys.stderr, flush=True)
+    print(f"repo {repo}; config {args.config or 'the defaults'}")
+    halves = {**{f"half {h}": v for h, v in scored.items()},
+              "all": (scored["A"][0] + scored["B"][0], scored["A"][1] + scored["B"][1],
+                      [scored["A"][2][k] + scored["B"][2][k] for k in (0, 1)])}
+    for name, (dets, gts, (frames, decided)) in halves.items():
+        print(f"  {name}: {frames} frames with a teacher person, {decided} decided person; "
+              f"CorLoc {100 * corloc(dets, gts):.1f} %, "
+              f"AP@0.5 {100 * average_precision(dets, gts, 0.5):.1f} %, "
+              f"{sum(len(d) for d in dets) / max(1, len(dets)):.2f} boxes a decided frame")
 
 if __name__ == "__main__":
     from script import run

@@ -142,6 +142,10 @@ class PostConfig:
     # Box width/height factors about the box centre; None: the model's own (its metadata).
     box_scale: list[float] | None = checked(None, Rule(lambda v: len(v) == 2 and all(0 < f <= 10 for f in v),
                                                         "must be null or two factors in (0, 10]"))
+    # The same for the boxes found in the zoom's crops (zoom.crop_detections); None: box_scale.
+    zoom_box_scale: list[float] | None = checked(
+        None, Rule(lambda v: len(v) == 2 and all(0 < f <= 10 for f in v),
+                   "must be null or two factors in (0, 10]"))
     split_peaks: bool = True  # one box per CAM peak, so that a group of persons gets a box each
     # A peak counts when it reaches this fraction of the CAM maximum.
     peak_floor: float = checked(0.5, between(0, 1))

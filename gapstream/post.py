@@ -70,7 +70,8 @@ def zoomed(probs: np.ndarray, maps: np.ndarray, meta: ModelMeta, cfg: PostConfig
     cam = cam_batch(maps[None], meta.dense_kernel, np.array([cls]))[0]
     if not is_person:
         return cls, cam, False, Detections.empty()
-    persons, det = crop_detections(look, cfg)
+    crop_cfg = cfg if cfg.zoom_box_scale is None else replace(cfg, box_scale=cfg.zoom_box_scale)
+    persons, det = crop_detections(look, crop_cfg)
     crops = frame_cam(look, persons, cam.shape, width, height)
     return cls, cam if crops is None else crops, True, det
 

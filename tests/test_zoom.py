@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from gapstream.errors import ConfigError, ModelError
 from gapstream.meta import ModelMeta, load_meta, save_meta
 from gapstream.paths import DEFAULT_ZOOM_MODEL, ROOT, shipped_model
 from gapstream.pipeline import needs_full_frames, zoom_on
-from gapstream.post import zoomed
+from gapstream.post import analyse, zoomed
 from gapstream.zoom import Regions, ZoomLook, crop_box, crop_detections, frame_cam, moving_blobs
 
 from .helpers import brightness_model, make_grey_clips, make_video_frames
@@ -113,6 +114,25 @@ def test_the_larger_probability_decides() -> None:
     out = probs.copy()
     got = zoomed(out, maps, META, POST, 0.4, look_at((0, 0, 40, 40), 0.4), 80, 80)
     assert got is not None and not got[2] and not len(got[3]) and out[1] == pytest.approx(0.4)
+
+
+def test_zoom_box_scale_resizes_the_crops_boxes_only() -> None:
+    maps = np.ones((4, 4, 1), np.float32)
+    probs = np.array([0.8, 0.2], np.float32)
+    look = look_at((0, 0, 40, 40), 0.9)
+    _, _, _, plain = zoomed(probs.copy(), maps, META, POST, 0.9, look, 80, 80)
+    narrow_cfg = replace(POST, zoom_box_scale=[0.5, 1.0])
+    _, _, _, narrow = zoomed(probs.copy(), maps, META, narrow_cfg, 0.9, look, 80, 80)
+    (x0, y0, x1, y1), (n0, m0, n1, m1) = plain.xyxy[0], narrow.xyxy[0]
+    assert (m0, m1) == (y0, y1) and n1 - n0 == pytest.approx((x1 - x0) / 2)
+    assert (n0 + n1) / 2 == pytest.approx((x0 + x1) / 2)
+    # The whole frame's own boxes keep box_scale.
+    frame_maps = np.zeros((4, 4, 1), np.float32)
+    frame_maps[1:3, 1:3] = 1.0
+    person = np.array([0.1, 0.9], np.float32)
+    _, _, _, frame = analyse(person.copy(), frame_maps, META, POST, 80, 80)
+    _, _, _, same = analyse(person.copy(), frame_maps, META, narrow_cfg, 80, 80)
+    assert len(frame) == 1 and np.array_equal(frame.xyxy, same.xyxy)
 
 
 def test_person_crops_cams_land_on_their_cells() -> None:
