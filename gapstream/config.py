@@ -360,6 +360,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         tp = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(tp)  # list[float] | None: the list's, not the union's
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if origin is list:

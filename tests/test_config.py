@@ -64,6 +64,18 @@ def test_overrides_apply() -> None:
     assert cfg.infer.batch_size == 8 and cfg.post.threshold == 0.3 and cfg.output.video == "x.mp4"
 
 
+def test_optional_lists_load_from_yaml(tmp_path: Path) -> None:
+    # list[float] | None fields (box factors) once fell through to isinstance(value, list[float]).
+    p = tmp_path / "boxes.yaml"
+    p.write_text("post:\n  box_scale: [1, 1.25]\n  zoom_box_scale: [0.8, 1.0]\n")
+    cfg = load_config(p)
+    assert cfg.post.box_scale == [1.0, 1.25] and cfg.post.zoom_box_scale == [0.8, 1.0]
+    assert all(isinstance(v, float) for v in cfg.post.box_scale)
+    p.write_text("post:\n  zoom_box_scale: [0.8, wide]\n")
+    with pytest.raises(ConfigError, match=r"post\.zoom_box_scale\[1\]"):
+        load_config(p)
+
+
 @pytest.mark.parametrize(
     "text, key",
     [
