@@ -120,7 +120,7 @@ def test_zoom_box_scale_resizes_the_crops_boxes_only() -> None:
     maps = np.ones((4, 4, 1), np.float32)
     probs = np.array([0.8, 0.2], np.float32)
     look = look_at((0, 0, 40, 40), 0.9)
-    _, _, _, plain = zoomed(probs.copy(), maps, META, POST, 0.9, look, 80, 80)
+    _, _, _, plain = zoomed(probs.copy(), maps, META, replace(POST, zoom_box_scale=None), 0.9, look, 80, 80)
     narrow_cfg = replace(POST, zoom_box_scale=[0.5, 1.0])
     _, _, _, narrow = zoomed(probs.copy(), maps, META, narrow_cfg, 0.9, look, 80, 80)
     (x0, y0, x1, y1), (n0, m0, n1, m1) = plain.xyxy[0], narrow.xyxy[0]
