@@ -45,7 +45,7 @@ def parse_rule(text: str, base: PostConfig) -> PostConfig:
         key, _, value = item.partition("=")
         if key not in kinds:
             raise DataError(f"unknown post setting {key!r}")
-        if key == "box_scale":
+        if key.endswith("box_scale"):
             changes[key] = [float(v) for v in value.split("x")]
         elif value in ("true", "false"):
             changes[key] = value == "true"

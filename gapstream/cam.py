@@ -140,8 +140,7 @@ def merge_shallow_splits(cam: np.ndarray, labels: np.ndarray, saddle: float) -> 
     count = int(labels.max())
     if count <= 1 or saddle >= 1.0:
         return labels
-    peaks = np.zeros(count + 1, np.float64)
-    np.maximum.at(peaks, labels.ravel(), cam.ravel())
+    peaks = _per_label(labels, cam, count + 1, mass=False)
     best: dict[tuple[int, int], float] = {}
     h, w = cam.shape
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):  # the flood's 8-neighbours, each pair once
