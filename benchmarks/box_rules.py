@@ -33,6 +33,8 @@ from gapstream.errors import DataError  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.meta import load_meta  # noqa: E402
 from gapstream.metrics import average_precision, corloc  # noqa: E402
+from gapstream.training.clips import load_clips  # noqa: E402
+from gapstream.training.evaluate import annotated_person_images  # noqa: E402
 
 Case = tuple[np.ndarray, np.ndarray, int, int, np.ndarray]  # cam, probs, width, height, GT boxes
 
@@ -64,17 +66,7 @@ def grid_30c() -> list[str]:
 
 
 def composite_cases(model: GapModel, root: Path, split: str) -> list[Case]:
-    from gapstream.training.evaluate import gt_boxes
-    from gapstream.training.inria import Split, list_annotations, load_split_images
-
-    anns = list_annotations(root, split)
-    folder = root / split / "pos"
-    if not folder.is_dir() or not anns:
-        raise DataError(f"no annotated person images under {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.stem in anns)
-    x, _, sizes, paths = load_split_images(Split(paths, np.ones(len(paths), np.int64)),
-                                           tuple(model.meta.input_size))
-    gts = gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
+    x, sizes, _, gts = annotated_person_images(root, split, tuple(model.meta.input_size))
     cases: list[Case] = []
     for i in range(0, len(x), 32):
         probs, maps = model.predict(x[i:i + 32])
@@ -84,26 +76,24 @@ def composite_cases(model: GapModel, root: Path, split: str) -> list[Case]:
     return cases
 
 
-def teacher_cases(model_path: str, roots: list[str], teacher_path: str, every: int) -> list[Case]:
+def teacher_cases(model_path: str, roots: list[str], teacher_path: str, every: int, cache: Path
+                  ) -> list[Case]:
     import av
+    from runtime_boxes import teacher_boxes
 
-    from gapstream.training.clips import load_clips
-    from gapstream.training.teacher import YoloTeacher
-
-    teacher = YoloTeacher(teacher_path)
     meta = load_meta(model_path)
     models: dict[tuple[int, int], GapModel] = {}
     cases: list[Case] = []
     for root in roots:
         for clip in load_clips(root, "val"):
+            truth = teacher_boxes(clip, teacher_path, every, cache)
+            if not truth:
+                continue
             with av.open(str(clip.path)) as container:
                 for i, frame in enumerate(container.decode(video=0)):
-                    if i % every:
+                    if i not in truth:
                         continue
                     rgb = frame.to_ndarray(format="rgb24")
-                    truth = teacher.person_boxes(rgb, min_conf=0.5)
-                    if not len(truth):
-                        continue
                     h, w = rgb.shape[:2]
                     size = meta.input_size_for(h, w)
                     if size not in models:
@@ -111,7 +101,7 @@ def teacher_cases(model_path: str, roots: list[str], teacher_path: str, every: i
                     gm = models[size]
                     probs, maps = gm.predict(gm.preprocess(rgb)[None])
                     cam = cam_batch(maps, gm.meta.dense_kernel, np.argmax(probs, axis=1))[0]
-                    cases.append((cam, probs[0], w, h, truth[:, :4]))
+                    cases.append((cam, probs[0], w, h, truth[i]))
     return cases
 
 
@@ -136,6 +126,7 @@ def main() -> None:
     ap.add_argument("--clips", nargs="*", help="clip folders: score their val clips against the teacher")
     ap.add_argument("--teacher", default="data/teacher/yolov8n_int8.tflite")
     ap.add_argument("--every", type=int, default=10, help="every n-th frame of a clip")
+    ap.add_argument("--cache", default="data/teacher/boxes_cache", help="the teacher's boxes, per clip")
     ap.add_argument("--model", default="models/gapstream_person_int8.tflite")
     ap.add_argument("--rule", action="append", default=[], help="key=value,... over the defaults")
     ap.add_argument("--grid", action="store_true", help="add rule 30c's grid")
@@ -145,7 +136,7 @@ def main() -> None:
                       score_threshold=0.5)
     rules = (args.rule or [""]) + (grid_30c() if args.grid else [])
     if args.clips:
-        cases = teacher_cases(args.model, args.clips, args.teacher, args.every)
+        cases = teacher_cases(args.model, args.clips, args.teacher, args.every, Path(args.cache))
         where = f"{len(cases)} frames of the val clips with a teacher person"
     else:
         cases = composite_cases(model, Path(args.data), args.split)

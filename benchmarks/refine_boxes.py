@@ -24,11 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.cam import cam_batch, localize  # noqa: E402
 from gapstream.config import PostConfig, ZoomConfig  # noqa: E402
 from gapstream.detections import Detections  # noqa: E402
-from gapstream.errors import DataError  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.metrics import average_precision, corloc  # noqa: E402
-from gapstream.training.evaluate import gt_boxes  # noqa: E402
-from gapstream.training.inria import Split, list_annotations, load_split_images  # noqa: E402
+from gapstream.training.evaluate import annotated_person_images  # noqa: E402
 from gapstream.zoom import crop_box, cut  # noqa: E402
 
 CROP_SIDE = ZoomConfig().input_size  # the run time's crop input
@@ -62,17 +60,9 @@ def main() -> None:
     ap.add_argument("--crop", default="models/gapstream_zoomcrop_int8.tflite")
     ap.add_argument("--min-side", type=float, default=3.0)
     args = ap.parse_args()
-    root = Path(args.data)
-    anns = list_annotations(root, args.split)
-    folder = root / args.split / "pos"
-    if not folder.is_dir() or not anns:
-        raise DataError(f"no annotated person images under {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.stem in anns)
     model = GapModel(args.model)
     crop = GapModel(args.crop, None, (CROP_SIDE, CROP_SIDE))
-    x, _, sizes, paths = load_split_images(Split(paths, np.ones(len(paths), np.int64)),
-                                           tuple(model.meta.input_size))
-    gts = gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
+    x, sizes, paths, gts = annotated_person_images(args.data, args.split, tuple(model.meta.input_size))
     cfg = PostConfig(threshold=model.meta.cam_threshold, box_scale=[1.0, 1.0], score_threshold=0.5)
     before, after = [], []
     for i in range(0, len(x), 32):

@@ -67,6 +67,21 @@ def gt_boxes(annotations: dict, paths: list[Path], sizes: np.ndarray) -> list[np
     return out
 
 
+def annotated_person_images(root: str | Path, split: str, size: tuple[int, int]
+                            ) -> tuple[np.ndarray, np.ndarray, list[Path], list[np.ndarray]]:
+    """(images at ``size``, their original sizes, paths, GT boxes) of every annotated person image of
+    ``root/split/pos`` (a composite's ``Train`` or ``Test``), in path order."""
+    from .inria import Split, list_annotations, load_split_images
+
+    anns = list_annotations(Path(root), split)
+    folder = Path(root) / split / "pos"
+    if not folder.is_dir() or not anns:
+        raise DataError(f"no annotated person images under {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.stem in anns)
+    x, _, sizes, paths = load_split_images(Split(paths, np.ones(len(paths), np.int64)), size)
+    return x, sizes, paths, gt_boxes({str(p): anns[p.stem] for p in paths}, paths, sizes)
+
+
 def _run_batches(fn: Any, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     probs, maps = [], []
     for i in range(0, len(images), batch_size):
