@@ -21,15 +21,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gapstream.cam import cam_batch, localize  # noqa: E402
-from gapstream.config import PostConfig  # noqa: E402
-from gapstream.errors import DataError  # noqa: E402
+from gapstream.config import PostConfig, load_config  # noqa: E402
 from gapstream.gapmodel import GapModel  # noqa: E402
 from gapstream.meta import load_meta  # noqa: E402
 from gapstream.metrics import average_precision, corloc  # noqa: E402
@@ -40,22 +40,16 @@ Case = tuple[np.ndarray, np.ndarray, int, int, np.ndarray]  # cam, probs, width,
 
 
 def parse_rule(text: str, base: PostConfig) -> PostConfig:
-    """``base`` with the ``key=value`` pairs of ``text`` (``box_scale=1x1.25``; booleans true/false)."""
-    kinds = {f.name: f.type for f in fields(PostConfig)}
-    changes: dict = {}
+    """``base`` with the ``key=value`` pairs of ``text`` (``box_scale=1x1.25``; other values as in
+    YAML), typed and checked by the config's own rules (``load_config`` overrides)."""
+    changes = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
-        if key not in kinds:
-            raise DataError(f"unknown post setting {key!r}")
-        if key.endswith("box_scale"):
-            changes[key] = [float(v) for v in value.split("x")]
-        elif value in ("true", "false"):
-            changes[key] = value == "true"
-        elif key == "box_score":
-            changes[key] = value
-        else:
-            changes[key] = float(value)
-    return replace(base, **changes)
+        # Commas separate the pairs, so box factors are written WxH instead of a YAML list.
+        boxes = key.endswith("box_scale")
+        changes[key] = [float(v) for v in value.split("x")] if boxes else yaml.safe_load(value)
+    post = load_config(None, {f"post.{k}": v for k, v in changes.items()}).post
+    return replace(base, **{k: getattr(post, k) for k in changes})
 
 
 def grid_30c() -> list[str]:
